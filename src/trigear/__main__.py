@@ -1,0 +1,3 @@
+from trigear.cli import main
+
+main()

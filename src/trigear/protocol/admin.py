@@ -1,0 +1,138 @@
+"""The admin text protocol (spec section 3): parsing command lines, formatting replies.
+
+gearmand's admin replies are parsed by tools that expect its exact bytes (``gearadmin``,
+python ``gear``, monitoring scripts), and a listing without its final ``.`` line hangs
+them.  Every reply trigear sends is built here, from plain values, so the formats live in
+one place and are tested against gearmand's captured output.
+
+Listings end with a line holding only ``.``; ``OK``/``ERR`` replies end in ``\\r\\n``,
+except ``getpid``, ``verbose`` and ``version``, which end in ``\\n`` (gearmand 1.1.20).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import quote_plus
+
+__all__ = [
+    "AdminRequest",
+    "format_error",
+    "format_ok",
+    "format_pid",
+    "format_prioritystatus",
+    "format_show_jobs",
+    "format_show_unique_jobs",
+    "format_status",
+    "format_unknown_command",
+    "format_verbose",
+    "format_version",
+    "format_workers",
+    "parse_admin_line",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class AdminRequest:
+    """A parsed admin line: the command (lower case, multi-word commands joined by a
+    space, e.g. ``"show unique jobs"``) and its remaining arguments as bytes."""
+
+    command: str
+    args: tuple[bytes, ...]
+    #: The first word as sent, for ``ERR UNKNOWN_COMMAND``.
+    word: bytes
+
+
+# Longest multi-word commands first.
+_COMMANDS: tuple[tuple[str, ...], ...] = (
+    ("show", "unique", "jobs"),
+    ("show", "jobs"),
+    ("cancel", "job"),
+    ("create", "function"),
+    ("drop", "function"),
+    ("status",),
+    ("prioritystatus",),
+    ("workers",),
+    ("maxqueue",),
+    ("getpid",),
+    ("verbose",),
+    ("version",),
+    ("shutdown",),
+)
+
+
+def parse_admin_line(line: bytes) -> AdminRequest:
+    """Split an admin line into a command and its arguments.
+
+    Words are separated by spaces or tabs; command words are case-insensitive.  An unknown
+    command gives ``command == ""`` so the caller answers ``ERR UNKNOWN_COMMAND``.
+    """
+    words = line.split()
+    if not words:
+        return AdminRequest("", (), b"")
+    lowered = [w.lower() for w in words]
+    for cmd in _COMMANDS:
+        n = len(cmd)
+        if len(lowered) >= n and all(lowered[i] == cmd[i].encode() for i in range(n)):
+            return AdminRequest(" ".join(cmd), tuple(words[n:]), words[0])
+    return AdminRequest("", tuple(words[1:]), words[0])
+
+
+def _listing(lines: Iterable[bytes]) -> bytes:
+    return b"".join(lines) + b".\n"
+
+
+def format_status(rows: Iterable[tuple[bytes, int, int, int]]) -> bytes:
+    """``status``: (function, total queued+running, running, workers) per row."""
+    return _listing(b"%s\t%d\t%d\t%d\n" % row for row in rows)
+
+
+def format_prioritystatus(rows: Iterable[tuple[bytes, int, int, int, int]]) -> bytes:
+    """``prioritystatus``: (function, high, normal, low, workers) per row (queued only)."""
+    return _listing(b"%s\t%d\t%d\t%d\t%d\n" % row for row in rows)
+
+
+def format_workers(rows: Iterable[tuple[int, bytes, bytes, Iterable[bytes]]]) -> bytes:
+    """``workers``: (fd, ip, client id or b"-", functions) per connection."""
+    out = []
+    for fd, ip, client_id, functions in rows:
+        funcs = b"".join(b" " + f for f in functions)
+        out.append(b"%d %s %s :%s\n" % (fd, ip, client_id or b"-", funcs))
+    return _listing(out)
+
+
+def format_show_jobs(rows: Iterable[tuple[bytes, int, int, int]]) -> bytes:
+    """``show jobs``: (handle, retries, ignore, persisted) per job."""
+    return _listing(b"%s\t%d\t%d\t%d\n" % row for row in rows)
+
+
+def format_show_unique_jobs(uniques: Iterable[bytes]) -> bytes:
+    """``show unique jobs``: one unique per line."""
+    return _listing(u + b"\n" for u in uniques)
+
+
+def format_ok() -> bytes:
+    return b"OK\r\n"
+
+
+def format_error(name: str, text: str = "") -> bytes:
+    """``ERR NAME text`` with the text URL-encoded (``+`` for spaces), as gearmand does."""
+    if text:
+        return b"ERR %s %s\r\n" % (name.encode(), quote_plus(text).encode())
+    return b"ERR %s\r\n" % name.encode()
+
+
+def format_unknown_command(word: bytes) -> bytes:
+    return b"ERR UNKNOWN_COMMAND Unknown+server+command" + word + b"\r\n"
+
+
+def format_pid(pid: int) -> bytes:
+    return b"OK %d\n" % pid
+
+
+def format_verbose(level: str) -> bytes:
+    return b"OK %s\n" % level.encode()
+
+
+def format_version(version: str) -> bytes:
+    return b"OK %s\n" % version.encode()
