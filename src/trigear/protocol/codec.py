@@ -151,9 +151,7 @@ _CONVERTERS: dict[type[Any], Callable[[list[bytes]], tuple[Any, ...]]] = {
 
 # A decode-table entry: (class, number of arguments, converter, function index, unique
 # index, handle index, empty-body singleton).  -1 means "no such argument".
-_Entry = tuple[
-    type[Any], int, Callable[[list[bytes]], tuple[Any, ...]] | None, int, int, int, Any
-]
+_Entry = tuple[type[Any], int, Callable[[list[bytes]], tuple[Any, ...]] | None, int, int, int, Any]
 
 
 def _table(accepted: frozenset[PacketType]) -> dict[int, _Entry]:
@@ -380,8 +378,7 @@ class Decoder:
                     pos = stop
                     if len(parts) != nargs:
                         raise RemoteProtocolError(
-                            f"{PacketType(ptype).name} needs {nargs} arguments,"
-                            f" got {len(parts)}",
+                            f"{PacketType(ptype).name} needs {nargs} arguments, got {len(parts)}",
                             code=_INVALID_PACKET,
                         )
                     if ui >= 0 and len(parts[ui]) > limits.max_unique:
@@ -472,15 +469,26 @@ def _enc_timeout(e: CanDoTimeout) -> bytes:
 
 def _enc_status(e: StatusRes) -> bytes:
     return b"\0".join(
-        (e.handle, b"1" if e.known else b"0", b"1" if e.running else b"0",
-         _num(e.numerator), _num(e.denominator))
+        (
+            e.handle,
+            b"1" if e.known else b"0",
+            b"1" if e.running else b"0",
+            _num(e.numerator),
+            _num(e.denominator),
+        )
     )
 
 
 def _enc_status_unique(e: StatusResUnique) -> bytes:
     return b"\0".join(
-        (e.unique, b"1" if e.known else b"0", b"1" if e.running else b"0",
-         _num(e.numerator), _num(e.denominator), _num(e.client_count))
+        (
+            e.unique,
+            b"1" if e.known else b"0",
+            b"1" if e.running else b"0",
+            _num(e.numerator),
+            _num(e.denominator),
+            _num(e.client_count),
+        )
     )
 
 
@@ -502,14 +510,14 @@ for _t, _cls in EVENT_CLASSES.items():
 def encode_response(event: Event) -> bytes:
     """Encode a packet with ``\\0RES`` magic, unchecked (the server's fast path)."""
     _, prefix, conv = _ENCODE_TABLE[type(event)]
-    body = b"\0".join(event) if conv is None else conv(event)
+    body = b"\0".join(event) if conv is None else conv(event)  # type: ignore[arg-type]
     return prefix + len(body).to_bytes(4, "big") + body
 
 
 def encode_request(event: Event) -> bytes:
     """Encode a packet with ``\\0REQ`` magic, unchecked."""
     prefix, _, conv = _ENCODE_TABLE[type(event)]
-    body = b"\0".join(event) if conv is None else conv(event)
+    body = b"\0".join(event) if conv is None else conv(event)  # type: ignore[arg-type]
     return prefix + len(body).to_bytes(4, "big") + body
 
 

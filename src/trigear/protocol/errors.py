@@ -53,7 +53,4 @@ class RemoteProtocolError(ProtocolError):
         return self._text if self._text is not None else self.message.encode()
 
     def __repr__(self) -> str:
-        return (
-            f"RemoteProtocolError({self.message!r}, code={self.code!r},"
-            f" close={self.close!r})"
-        )
+        return f"RemoteProtocolError({self.message!r}, code={self.code!r}, close={self.close!r})"

@@ -50,6 +50,7 @@ __all__ = [
     "OptionRes",
     "PacketType",
     "PreSleep",
+    "Priority",
     "ResetAbilities",
     "SetClientId",
     "StatusRes",
@@ -72,6 +73,14 @@ __all__ = [
     "WorkWarning",
     "packet_type",
 ]
+
+
+class Priority(enum.IntEnum):
+    """Job priority, chosen by which SUBMIT variant carries the job; lower runs first."""
+
+    HIGH = 0
+    NORMAL = 1
+    LOW = 2
 
 
 class PacketType(enum.IntEnum):
@@ -527,7 +536,7 @@ def packet_type(event: Event) -> PacketType:
 
 
 def _typed_eq(self: tuple[Any, ...], other: object) -> bool:
-    return type(self) is type(other) and tuple.__eq__(self, other)  # type: ignore[arg-type]
+    return type(self) is type(other) and tuple.__eq__(self, other)
 
 
 def _typed_ne(self: tuple[Any, ...], other: object) -> bool:
@@ -539,7 +548,7 @@ def _typed_hash(self: tuple[Any, ...]) -> int:
 
 
 for _cls in [*EVENT_CLASSES.values(), AdminCommand]:
-    _cls.__eq__ = _typed_eq
-    _cls.__ne__ = _typed_ne
-    _cls.__hash__ = _typed_hash
+    setattr(_cls, "__eq__", _typed_eq)  # noqa: B010
+    setattr(_cls, "__ne__", _typed_ne)  # noqa: B010
+    setattr(_cls, "__hash__", _typed_hash)  # noqa: B010
 del _cls

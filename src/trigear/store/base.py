@@ -13,20 +13,13 @@ order and priority, epoch jobs at their time, under their original handles.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from ..protocol.packets import Priority
+
 __all__ = ["LoadResult", "Priority", "Store", "StoreError", "StoredJob"]
-
-
-class Priority(enum.IntEnum):
-    """Queue priority; lower runs first."""
-
-    HIGH = 0
-    NORMAL = 1
-    LOW = 2
 
 
 class StoreError(Exception):
