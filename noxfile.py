@@ -1,0 +1,40 @@
+"""Sessions: ``nox`` runs them all; ``nox -s tests`` just the unit and server suite."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck", "interop"]
+nox.options.reuse_existing_virtualenvs = True
+
+PY = "3.11"
+
+
+@nox.session(python=PY)
+def tests(session: nox.Session) -> None:
+    """The whole suite but the real-peer interop tests, with branch coverage."""
+    session.install("-e", ".[test]")
+    session.run(
+        "coverage", "run", "-m", "pytest", "-m", "not interop", *session.posargs
+    )
+    session.run("coverage", "report", "--skip-covered", "--fail-under=0")
+
+
+@nox.session(python=PY)
+def interop(session: nox.Session) -> None:
+    """Against real peers: gearmand, the gearman CLI and gearadmin, gear, the Perl server."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "-m", "interop", *session.posargs)
+
+
+@nox.session(python=PY)
+def lint(session: nox.Session) -> None:
+    session.install("ruff>=0.5")
+    session.run("ruff", "check", "src", "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "noxfile.py")
+
+
+@nox.session(python=PY)
+def typecheck(session: nox.Session) -> None:
+    session.install("-e", ".[dev]")
+    session.run("mypy", "--strict", "src")
