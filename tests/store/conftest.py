@@ -1,0 +1,120 @@
+"""Fixtures for the store suite: one factory per store kind, and PostgreSQL helpers.
+
+PostgreSQL tests use the server at 127.0.0.1:5432 (trust auth, user postgres, database
+test), each test in a schema of its own, dropped afterwards.  The outage tests run a
+throwaway cluster of their own on another port and never touch that server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from store_helpers import PG_ADMIN, Cluster, StoreFactory, free_port, missing, pg_bin
+
+from trigear.store import MemoryStore
+
+
+@pytest.fixture(scope="session")
+def pg_available() -> None:
+    try:
+        import psycopg
+    except ImportError:
+        missing("psycopg is not installed")
+        return
+    try:
+        psycopg.connect(PG_ADMIN).close()
+    except psycopg.Error as exc:
+        missing(f"no PostgreSQL at 127.0.0.1:5432 (user postgres, database test): {exc}")
+
+
+@pytest.fixture
+def pg_url(pg_available: None) -> Iterator[str]:
+    """A URL whose search_path is a fresh schema, dropped (with its tables) afterwards."""
+    import psycopg
+
+    schema = f"trigear_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def _factory(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
+    if kind == "memory":
+        return MemoryStore
+    if kind == "sqlite":
+        from trigear.store import SqliteStore
+
+        path = tmp_path / "jobs.db"
+        return lambda: SqliteStore(path, busy_timeout=0.2)
+    from trigear.store import PostgresStore
+
+    url: str = request.getfixturevalue("pg_url")
+    return lambda: PostgresStore(url)
+
+
+POSTGRES = pytest.param("postgres", marks=pytest.mark.postgres)
+
+
+@pytest.fixture(params=["memory", "sqlite", POSTGRES])
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
+    """Return a factory; every store it makes uses the same storage (a reopen)."""
+    return _factory(request.param, request, tmp_path)
+
+
+@pytest.fixture(params=["sqlite", POSTGRES])
+def durable_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
+    """Like make_store, for the durable kinds only."""
+    return _factory(request.param, request, tmp_path)
+
+
+# -- a throwaway PostgreSQL cluster -----------------------------------------------------------
+
+
+@pytest.fixture
+def pg_cluster() -> Iterator[Cluster]:
+    """A cluster of the test's own, which it may stop and start; killed afterwards."""
+    initdb, pg_ctl = pg_bin("initdb"), pg_bin("pg_ctl")
+    if initdb is None or pg_ctl is None:
+        missing("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+        raise AssertionError("unreachable")
+    run_as: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        runuser = shutil.which("runuser")
+        try:
+            import pwd
+
+            pwd.getpwnam("postgres")
+        except KeyError:
+            runuser = None
+        if runuser is None:
+            missing("running as root without a postgres user and runuser")
+        run_as = [str(runuser), "-u", "postgres", "--"]
+    top = Path(tempfile.mkdtemp(prefix="trigear-pg-"))
+    datadir = top / "data"
+    if run_as:
+        shutil.chown(top, "postgres")
+    subprocess.run(
+        [*run_as, initdb, "-D", str(datadir), "-A", "trust", "-U", "postgres", "--no-sync"],
+        check=True,
+        capture_output=True,
+    )
+    cluster = Cluster(datadir, free_port(), pg_ctl, run_as)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            cluster.stop("immediate")
+        shutil.rmtree(top, ignore_errors=True)
