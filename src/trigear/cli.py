@@ -1,12 +1,255 @@
-"""``python -m trigear``: placeholder until the server lands."""
+"""``python -m trigear`` / ``trigear``: run the job server in the foreground.
+
+Flags follow gearmand's where gearmand has one (``-p``, ``-L``, ``--job-retries``,
+``--worker-wakeup``, ``-l``, ``-P``), so trigear can stand in for it in scripts.  A user
+mistake gets one readable line on stderr and exit status 2, never a traceback.
+"""
 
 from __future__ import annotations
 
+import argparse
+import logging
+import os
+import signal
+import socket
 import sys
+from collections.abc import Callable, Sequence
+
+import trio
 
 from . import __version__
+from .protocol.limits import Limits
+from .server.config import ServerConfig
+from .server.server import Server
+from .store.base import Store
+
+__all__ = ["build_parser", "main"]
+
+LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 
 
-def main(argv: list[str] | None = None) -> None:
-    print(f"trigear {__version__}")
+class UsageError(Exception):
+    """A mistake in the command line: printed, exit status 2."""
+
+
+def _int(lo: int, hi: int | None = None) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 0)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < lo or (hi is not None and value > hi):
+            bound = f"from {lo} to {hi}" if hi is not None else f"at least {lo}"
+            raise argparse.ArgumentTypeError(f"{value} is out of range ({bound})")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def _size(text: str) -> int:
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
+    t = text.strip().lower().removesuffix("b").removesuffix("i")
+    mult = units.get(t[-1:], 1)
+    if mult > 1:
+        t = t[:-1]
+    try:
+        value = int(t) * mult
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (like 64M)") from None
+    if value < 1024:
+        raise argparse.ArgumentTypeError(f"{text!r} is too small (at least 1K)")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="trigear",
+        description=(
+            "A Gearman job server. Serves any Gearman client or worker (libgearman, PHP, "
+            "Perl, Python, Go, Java) in place of gearmand."
+        ),
+        epilog=(
+            "Signals: SIGTERM, SIGINT or SIGUSR1 drain gracefully (stop accepting and "
+            "assigning, let running jobs finish, write the store, exit 0); a second "
+            "signal exits at once."
+        ),
+    )
+    net = p.add_argument_group("listening")
+    net.add_argument(
+        "-p", "--port", type=_int(0, 65535), default=4730, help="TCP port (default 4730)"
+    )
+    net.add_argument(
+        "-L",
+        "--listen",
+        action="append",
+        metavar="ADDRESS",
+        help="address to listen on; repeat for more (IPv6 too). Default 127.0.0.1",
+    )
+    jobs = p.add_argument_group("jobs")
+    jobs.add_argument(
+        "--store",
+        default="memory",
+        metavar="URL",
+        help=(
+            "where background jobs are kept: memory (default; they die with the process), "
+            "sqlite:PATH, or postgresql://..."
+        ),
+    )
+    jobs.add_argument(
+        "--job-retries",
+        type=_int(-1),
+        default=-1,
+        metavar="N",
+        help="re-runs after a worker loses a job: -1 unlimited (default), 0 none",
+    )
+    jobs.add_argument(
+        "--exceptions",
+        action="store_true",
+        help="send WORK_EXCEPTION to every client, not only those that ask for it",
+    )
+    jobs.add_argument(
+        "--worker-wakeup",
+        type=_int(0),
+        default=0,
+        metavar="N",
+        help="sleeping workers woken per new job; 0 wakes every one that can do it",
+    )
+    jobs.add_argument(
+        "--job-handle-prefix",
+        default=socket.gethostname(),
+        metavar="TEXT",
+        help="the host part of job handles H:TEXT:N (default: this host's name)",
+    )
+    jobs.add_argument(
+        "--max-packet-size",
+        type=_size,
+        default=64 * 1024 * 1024,
+        metavar="SIZE",
+        help="largest packet body accepted, like 64M (default)",
+    )
+    jobs.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long a graceful shutdown waits for running jobs (default 30)",
+    )
+    jobs.add_argument(
+        "--remote-shutdown",
+        action="store_true",
+        help="accept the admin 'shutdown' command from any address, not only loopback",
+    )
+    ops = p.add_argument_group("operation")
+    ops.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=LEVELS,
+        help="INFO by default",
+    )
+    ops.add_argument("-l", "--log-file", metavar="PATH", help="log here instead of stderr")
+    ops.add_argument("-P", "--pid-file", metavar="PATH", help="write the process id here")
+    ops.add_argument("--version", action="version", version=f"trigear {__version__}")
+    return p
+
+
+def _config(args: argparse.Namespace) -> ServerConfig:
+    prefix = args.job_handle_prefix
+    if not prefix or ":" in prefix or "\0" in prefix:
+        raise UsageError(f"--job-handle-prefix {prefix!r} must be non-empty, without ':'")
+    if len(prefix) > 40:
+        raise UsageError("--job-handle-prefix must be at most 40 characters")
+    return ServerConfig(
+        job_retries=args.job_retries,
+        exceptions=args.exceptions,
+        worker_wakeup=args.worker_wakeup,
+        job_handle_prefix=prefix,
+        limits=Limits(max_body=args.max_packet_size),
+        shutdown_timeout=args.shutdown_timeout,
+        remote_shutdown=args.remote_shutdown,
+        log_level=args.log_level,
+    )
+
+
+def _store(url: str) -> Store:
+    try:
+        from .store import open_store
+    except ImportError:  # pragma: no cover - only before the durable stores exist
+        if url == "memory":
+            from .store.memory import MemoryStore
+
+            return MemoryStore()
+        raise UsageError(f"--store {url!r}: only 'memory' is available") from None
+    try:
+        return open_store(url)
+    except ValueError as exc:
+        raise UsageError(f"--store: {exc}") from None
+
+
+async def _run(args: argparse.Namespace, config: ServerConfig, store: Store) -> None:
+    server = Server(config, store)
+    hosts = args.listen or ["127.0.0.1"]
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGUSR1) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def serve_then_stop(task_status: trio.TaskStatus[Server]) -> None:
+                await server.serve_tcp(args.port, hosts, task_status=task_status)
+                nursery.cancel_scope.cancel()
+
+            try:
+                await nursery.start(serve_then_stop)
+            except OSError as exc:
+                raise UsageError(f"cannot listen on port {args.port} at {hosts}: {exc}") from None
+            where = ", ".join(_addr(lst) for lst in server.listeners)
+            logging.getLogger("trigear").info(
+                "trigear %s listening on %s, store: %s, pid %d",
+                __version__,
+                where,
+                store.description,
+                os.getpid(),
+            )
+
+            async def watch_signals() -> None:
+                async for signum in signals:
+                    name = signal.Signals(signum).name
+                    graceful = not server.shutting_down
+                    logging.getLogger("trigear").info(
+                        "%s: %s", name, "draining" if graceful else "exiting now"
+                    )
+                    server.shutdown(graceful=graceful)
+
+            nursery.start_soon(watch_signals)
+
+
+def _addr(listener: trio.SocketListener) -> str:
+    host, port = listener.socket.getsockname()[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handlers: list[logging.Handler]
+    try:
+        handlers = [logging.FileHandler(args.log_file)] if args.log_file else []
+    except OSError as exc:
+        parser.exit(2, f"trigear: cannot open log file: {exc}\n")
+    logging.basicConfig(
+        level=args.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=handlers or None,
+    )
+    try:
+        config = _config(args)
+        store = _store(args.store)
+        if args.pid_file:
+            try:
+                with open(args.pid_file, "w") as f:
+                    f.write(f"{os.getpid()}\n")
+            except OSError as exc:
+                raise UsageError(f"cannot write pid file: {exc}") from None
+        trio.run(_run, args, config, store)
+    except* UsageError as group:
+        parser.exit(2, "".join(f"trigear: {e}\n" for e in group.exceptions))
     sys.exit(0)

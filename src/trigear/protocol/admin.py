@@ -34,48 +34,25 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class AdminRequest:
-    """A parsed admin line: the command (lower case, multi-word commands joined by a
-    space, e.g. ``"show unique jobs"``) and its remaining arguments as bytes."""
+    """A parsed admin line: the first word lower-cased, the rest as sent."""
 
-    command: str
+    #: The command word, lower case (``b"status"``, ``b"show"``, ``b""`` for none).
+    command: bytes
+    #: The remaining words, as sent.
     args: tuple[bytes, ...]
     #: The first word as sent, for ``ERR UNKNOWN_COMMAND``.
     word: bytes
 
 
-# Longest multi-word commands first.
-_COMMANDS: tuple[tuple[str, ...], ...] = (
-    ("show", "unique", "jobs"),
-    ("show", "jobs"),
-    ("cancel", "job"),
-    ("create", "function"),
-    ("drop", "function"),
-    ("status",),
-    ("prioritystatus",),
-    ("workers",),
-    ("maxqueue",),
-    ("getpid",),
-    ("verbose",),
-    ("version",),
-    ("shutdown",),
-)
-
-
 def parse_admin_line(line: bytes) -> AdminRequest:
-    """Split an admin line into a command and its arguments.
+    """Split an admin line into words the way gearmand does.
 
-    Words are separated by spaces or tabs; command words are case-insensitive.  An unknown
-    command gives ``command == ""`` so the caller answers ``ERR UNKNOWN_COMMAND``.
+    Only the space character separates words (a tab is part of a word); a line that
+    starts with a space has an empty command word.  Command words are case-insensitive.
     """
-    words = line.split()
-    if not words:
-        return AdminRequest("", (), b"")
-    lowered = [w.lower() for w in words]
-    for cmd in _COMMANDS:
-        n = len(cmd)
-        if len(lowered) >= n and all(lowered[i] == cmd[i].encode() for i in range(n)):
-            return AdminRequest(" ".join(cmd), tuple(words[n:]), words[0])
-    return AdminRequest("", tuple(words[1:]), words[0])
+    words = line.split(b" ")
+    first = words[0]
+    return AdminRequest(first.lower(), tuple(w for w in words[1:] if w), first)
 
 
 def _listing(lines: Iterable[bytes]) -> bytes:
