@@ -38,7 +38,7 @@ async def test_sqlite_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     ("url", "message"),
     [
         ("sqlite:", "needs a file path"),
-        ("sqlite::memory:", "use --store memory"),
+        ("sqlite::memory:", "use memory instead"),
         ("", "unknown store"),
         ("mysql://localhost/q", "unknown store"),
         ("redis://localhost", "unknown store"),

@@ -63,27 +63,25 @@ def open_store(url: str) -> Store:
         return MemoryStore()
     if colon and scheme == "sqlite":
         if not rest:
-            raise ValueError("--store sqlite: needs a file path, e.g. sqlite:/var/lib/trigear/q.db")
+            raise ValueError("sqlite: needs a file path, e.g. sqlite:/var/lib/trigear/q.db")
         if rest == ":memory:":
-            raise ValueError(
-                "--store sqlite::memory: would keep nothing; use --store memory instead"
-            )
+            raise ValueError("sqlite::memory: would keep nothing; use memory instead")
         path = os.path.expanduser(rest)
         if os.path.isdir(path):
-            raise ValueError(f"--store {url}: {path} is a directory, not a database file")
+            raise ValueError(f"{url}: {path} is a directory, not a database file")
         from .sqlite import SqliteStore
 
         return SqliteStore(path)
     if colon and scheme in ("postgresql", "postgres"):
         if not rest.startswith("//"):
             raise ValueError(
-                f"--store {url}: a PostgreSQL store is a URL, postgresql://[user@]host[:port]/db"
+                f"{url}: a PostgreSQL store is a URL, postgresql://[user@]host[:port]/db"
             )
         if importlib.util.find_spec("psycopg") is None:
             from .postgres import MISSING_PSYCOPG
 
-            raise ValueError(f"--store {url}: {MISSING_PSYCOPG}")
+            raise ValueError(f"{url}: {MISSING_PSYCOPG}")
         from .postgres import PostgresStore
 
         return PostgresStore(f"{scheme}:{rest}")
-    raise ValueError(f"--store {url!r}: unknown store; expected {STORE_FORMS}")
+    raise ValueError(f"unknown store {url!r}; expected {STORE_FORMS}")
