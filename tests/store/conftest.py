@@ -61,7 +61,7 @@ def _factory(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Store
     from trigear.store import PostgresStore
 
     url: str = request.getfixturevalue("pg_url")
-    return lambda: PostgresStore(url)
+    return lambda: PostgresStore(url, lock_wait=0.2)
 
 
 POSTGRES = pytest.param("postgres", marks=pytest.mark.postgres)

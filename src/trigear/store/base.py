@@ -74,7 +74,14 @@ class Store(Protocol):
     ) -> None:
         """Apply one batch atomically: add jobs, remove jobs by handle, set attempt counts,
         and record the handle high-water mark.  Raise :class:`StoreError` on failure (then
-        nothing of the batch is applied)."""
+        nothing of the batch is applied).
+
+        Within a batch, adds are applied first (in the given order, which is the order
+        :meth:`load` gives back), then attempt counts, then removals.  Adding a handle
+        the store already holds replaces that job's fields and keeps its place; attempt
+        counts and removals for handles the store does not hold are ignored.  The
+        high-water mark only grows: a smaller ``last_handle_number`` leaves it as it is.
+        """
         ...
 
     async def aclose(self) -> None:

@@ -14,7 +14,8 @@ applied); when the connection dies during ``COMMIT`` itself the outcome is unkno
 the batch is reported failed (it may still have been applied: at-least-once).
 
 A session-level advisory lock, keyed by schema and table names, is taken on every
-connect, so two servers cannot use the same tables at once.  Several servers may share a
+connect (waiting up to ``lock_wait`` seconds, for the backend of a server killed a moment
+ago to notice), so two servers cannot use the same tables at once.  Several servers may share a
 database with different table prefixes or schemas (``?options=-csearch_path%3Dname`` in
 the URL).
 
@@ -75,7 +76,12 @@ class PostgresStore:
     durable = True
 
     def __init__(
-        self, conninfo: str, *, table_prefix: str = "trigear_", connect_timeout: int = 10
+        self,
+        conninfo: str,
+        *,
+        table_prefix: str = "trigear_",
+        connect_timeout: int = 10,
+        lock_wait: float = 5.0,
     ) -> None:
         pg = _psycopg()
         if not _PREFIX.match(table_prefix):
@@ -88,6 +94,7 @@ class PostgresStore:
         params.setdefault("application_name", "trigear")
         self._conninfo: str = pg.conninfo.make_conninfo(**params)
         self.table_prefix = table_prefix
+        self.lock_wait = lock_wait
         self.jobs_table = f"{table_prefix}jobs"
         self.meta_table = f"{table_prefix}meta"
         shown = " ".join(
@@ -175,18 +182,24 @@ class PostgresStore:
             raise StoreError(f"{self.description}: cannot connect: {_describe(exc)}") from exc
         try:
             with conn.cursor() as cur:
+                # Wait a little for the lock: the backend of a server killed a moment
+                # ago holds it until it notices its client is gone.
                 cur.execute(
-                    "SELECT pg_try_advisory_lock(hashtextextended("
-                    "'trigear:' || current_schema() || '.' || %s, 0))",
-                    (self.jobs_table,),
+                    "SELECT set_config('lock_timeout', %s, true)",
+                    (f"{int(self.lock_wait * 1000)}ms",),
                 )
-                row = cur.fetchone()
-                if not row or not row[0]:
+                try:
+                    cur.execute(
+                        "SELECT pg_advisory_lock(hashtextextended("
+                        "'trigear:' || current_schema() || '.' || %s, 0))",
+                        (self.jobs_table,),
+                    )
+                except pg.errors.LockNotAvailable as exc:
                     raise StoreError(
                         f"{self.description}: another trigear server is using these tables"
                         " (advisory lock held); give each server its own table prefix or"
                         " schema"
-                    )
+                    ) from exc
                 for statement in self._sql_schema:
                     cur.execute(statement)
                 meta = self.meta_table
