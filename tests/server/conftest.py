@@ -1,0 +1,119 @@
+"""Fixtures for server tests: a trigear Server in the test's nursery, and peers that talk
+to it over in-memory streams (so pytest-trio's autojump clock drives every timer)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from trigear.protocol import NEED_DATA, Decoder, Role, encode
+from trigear.protocol.packets import Event
+from trigear.server import Server, ServerConfig
+
+
+class Peer:
+    """A scripted Gearman peer (client, worker or admin) on an in-memory connection."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.decoder = Decoder(Role.CLIENT)
+        self.text = b""
+
+    async def send(self, *events: Event) -> None:
+        await self.stream.send_all(b"".join(encode(e, Role.CLIENT, validate=False) for e in events))
+
+    async def send_raw(self, data: bytes) -> None:
+        await self.stream.send_all(data)
+
+    async def recv(self) -> Event:
+        """The next packet from the server (fails the test after 10 s of silence)."""
+        with trio.fail_after(10):
+            while True:
+                ev = self.decoder.next_event()
+                if ev is not NEED_DATA:
+                    return ev  # type: ignore[return-value]
+                data = await self.stream.receive_some(65536)
+                if not data:
+                    raise EOFError("server closed the connection")
+                self.decoder.receive_data(data)
+
+    async def recv_n(self, n: int) -> list[Event]:
+        return [await self.recv() for _ in range(n)]
+
+    async def nothing(self, seconds: float = 1.0) -> None:
+        """Assert the server sends nothing for ``seconds`` (virtual time)."""
+        ev = self.decoder.next_event()
+        assert ev is NEED_DATA, f"unexpected {ev!r}"
+        with trio.move_on_after(seconds):
+            data = await self.stream.receive_some(65536)
+            raise AssertionError(f"unexpected bytes {data!r}")
+
+    async def closed(self) -> bool:
+        """True if the server closes the connection within 10 s, discarding data."""
+        with trio.move_on_after(10):
+            while True:
+                try:
+                    data = await self.stream.receive_some(65536)
+                except trio.BrokenResourceError:
+                    return True
+                if not data:
+                    return True
+        return False
+
+    async def admin(self, line: str | bytes) -> bytes:
+        """Send an admin line; return the reply (a single line, or a listing to '.')."""
+        raw = line.encode() if isinstance(line, str) else line
+        await self.stream.send_all(raw + b"\n")
+        return await self.reply()
+
+    async def reply(self) -> bytes:
+        with trio.fail_after(10):
+            while True:
+                buf = self.text
+                if buf.startswith((b"OK", b"ERR")) and b"\n" in buf:
+                    end = buf.index(b"\n") + 1
+                    self.text = buf[end:]
+                    return buf[:end]
+                if buf.startswith(b".\n"):
+                    self.text = buf[2:]
+                    return b".\n"
+                if b"\n.\n" in buf:
+                    end = buf.index(b"\n.\n") + 3
+                    self.text = buf[end:]
+                    return buf[:end]
+                data = await self.stream.receive_some(65536)
+                if not data:
+                    raise EOFError("server closed the connection")
+                self.text += data
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+
+Connect = Callable[..., Awaitable[Peer]]
+
+
+@pytest.fixture
+def config() -> ServerConfig:
+    return ServerConfig(job_handle_prefix="test")
+
+
+@pytest.fixture
+async def server(nursery: trio.Nursery, config: ServerConfig) -> Server:
+    srv = Server(config)
+    await nursery.start(srv.serve)
+    return srv
+
+
+@pytest.fixture
+def connect(server: Server) -> Connect:
+    async def _connect(ip: str = "127.0.0.1", **_: Any) -> Peer:
+        peer = Peer(server.connect_in_memory(ip))
+        await trio.testing.wait_all_tasks_blocked()
+        return peer
+
+    return _connect
