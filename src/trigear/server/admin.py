@@ -70,24 +70,23 @@ def answer(d: Dispatcher, peer: Peer, req: AdminRequest) -> bytes:
             (p.fd, p.ip.encode(), p.client_id, reversed(p.abilities)) for p in d.peers.values()
         )
     if cmd == b"show":
-        if args == (b"jobs",):
+        words = tuple(a.lower() for a in args)
+        if words == (b"jobs",):
             return fmt.format_show_jobs((j.handle, j.attempts, 0, 1) for j in d.all_jobs())
-        if args == (b"unique", b"jobs"):
+        if words == (b"unique", b"jobs"):
             return fmt.format_show_unique_jobs(j.unique for j in d.all_jobs())
         if not args:
             return fmt.format_unknown_command(req.word)
         return b"ERR UNKNOWN_SHOW_ARGUMENTS\r\n"
     if cmd == b"cancel":
-        if len(args) < 2 or args[0].lower() != b"job":
+        if len(args) < 2:
             return fmt.format_unknown_command(req.word)
-        if len(args) > 2:
+        if len(args) > 2 or args[0].lower() != b"job":
             return b"ERR UNKNOWN_ERROR\r\n"
         return fmt.format_ok() if d.cancel(args[1]) else b"ERR UNKNOWN_JOB\r\n"
     if cmd in (b"create", b"drop"):
-        if not args or args[0].lower() != b"function":
-            return fmt.format_unknown_command(req.word)
-        if len(args) != 2:
-            return _incomplete(cmd)
+        if len(args) != 2 or args[0].lower() != b"function":
+            return _incomplete(req.word)
         if cmd == b"create":
             d.create_function(args[1])
             return fmt.format_ok()
@@ -95,7 +94,7 @@ def answer(d: Dispatcher, peer: Peer, req: AdminRequest) -> bytes:
         return fmt.format_ok() if error is None else b"ERR " + error.encode() + b"\r\n"
     if cmd == b"maxqueue":
         if not args:
-            return _incomplete(cmd)
+            return _incomplete(req.word)
         d.set_maxqueue(args[0], parse_maxqueue(args))
         return fmt.format_ok()
     if cmd == b"getpid":
