@@ -800,10 +800,8 @@ class Dispatcher:
             if not peer.out:
                 self._dirty.append(peer)
             peer.out.append(reply.reply)
-            if peer.waiting:
-                peer.waiting[0].after[:0] = reply.after
-            else:
-                peer.out.extend(reply.after)
+            # What followed this reply came before the next held one: send it now.
+            peer.out.extend(reply.after)
 
     def replay(self, loaded: LoadResult) -> None:
         """Recreate stored jobs at start, in their original order (S19)."""
