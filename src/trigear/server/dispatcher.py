@@ -340,11 +340,16 @@ class Dispatcher:
         """A submit that matches a live job by unique gets its handle (S2)."""
         self.stats.jobs_coalesced += 1
         if bg:
-            if not job.background:
-                job.background = True
-                if self.durable and not job.stored:
+            job.background = True
+            if self.durable:
+                # S19: no background JOB_CREATED before the job is on disk, also when it
+                # joins a job whose write is pending, in flight, or failed earlier.
+                batch = self._adding_batch(job)
+                if batch is None and not job.stored:
                     self._store_add(job)
-                    self._hold_reply(peer, job)
+                    batch = self._batch
+                if batch is not None:
+                    self._hold_reply(peer, job, batch)
                     return
         elif peer not in job.clients:
             job.clients.append(peer)
@@ -739,10 +744,19 @@ class Dispatcher:
         else:
             self._batch.attempts[job.handle] = job.attempts
 
-    def _hold_reply(self, peer: Peer, job: Job) -> None:
+    def _adding_batch(self, job: Job) -> StoreBatch | None:
+        """The batch, pending or in flight, whose commit writes ``job``, if any."""
+        if job.handle in self._batch.add:
+            return self._batch
+        if self._inflight is not None and job.handle in self._inflight.add:
+            return self._inflight
+        return None
+
+    def _hold_reply(self, peer: Peer, job: Job, batch: StoreBatch | None = None) -> None:
+        """Hold ``peer``'s JOB_CREATED until ``batch`` (default: the next) commits."""
         reply = PendingReply(job, peer, reply=encode_response(JobCreated(job.handle)))
         peer.waiting.append(reply)
-        self._batch.replies.append(reply)
+        (self._batch if batch is None else batch).replies.append(reply)
 
     def has_store_work(self) -> bool:
         """True while store changes wait to be committed or are being committed."""
