@@ -331,3 +331,23 @@ def test_cancel_job(gearmand: ServerProc, trigear: ServerProc) -> None:
     assert (t_cancel, t_again, t_unknown) == (ok, unknown, unknown)
     assert t_jobs == b"%s\t0\t0\t1\n.\n" % t_handles[1]
     assert t_uniques == b"c2\n.\n"
+
+
+def test_abandoned_foreground_job(gearmand: ServerProc, trigear: ServerProc) -> None:
+    """Differs on purpose (S12): a foreground client that gives up (``-t``) leaves its
+    queued job behind in gearmand, flagged ignore=1 and still counted in ``status``;
+    trigear drops a queued job nobody waits for.  What the client prints is the same."""
+    runs = {}
+    for server in (gearmand, trigear):
+        r = gearman(server.port, "-t", "300", "-f", "nowork", "data")
+        wait_connections(server.port, 0)
+        status = gearadmin(server.port, "--status").stdout
+        jobs = gearadmin(server.port, "--show-jobs").stdout
+        runs[server.kind] = (r, status, re.sub(rb"H:[^\t]+", b"H", jobs))
+    (g_run, g_status, g_jobs), (t_run, t_status, t_jobs) = runs["gearmand"], runs["trigear"]
+    timeout = rb"gearman: gearman_client_run_tasks : gearman_wait\(GEARMAN_TIMEOUT\) timeout"
+    for r in (g_run, t_run):
+        assert (r.stdout, r.rc) == (b"", 0)
+        assert re.match(timeout, r.stderr), r.stderr
+    assert (g_status, g_jobs) == (b"nowork\t1\t0\t0\n.\n", b"H\t0\t1\t0\n.\n")
+    assert (t_status, t_jobs) == (b"nowork\t0\t0\t0\n.\n", b".\n")
