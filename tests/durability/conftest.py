@@ -1,0 +1,423 @@
+"""Fixtures for the durability tests (S19): a Server on a real durable store, restartable
+on the same storage, and peers on in-memory connections.
+
+PostgreSQL tests use the server at 127.0.0.1:5432 (trust auth, user postgres, database
+test), each test in a schema of its own, dropped afterwards.  Outage tests run a
+throwaway cluster of their own on another port (see ``pg_cluster``).
+
+Most tests run on trio's real clock: the stores commit on an OS thread, and pytest-trio's
+``autojump_clock`` would treat a task waiting for that thread as idle and jump the clock
+mid-commit.  Tests that need virtual time use ``slow_autojump_clock``, which only jumps
+after a real pause.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from trigear.protocol import NEED_DATA, Decoder, Role, encode
+from trigear.protocol.packets import Event, JobCreated
+from trigear.server import Server, ServerConfig
+from trigear.store import PostgresStore, SqliteStore, Store, StoredJob
+
+
+def missing(reason: str) -> None:
+    """Skip for a missing peer, or fail where peers are required (as tests/conftest.py)."""
+    if os.environ.get("TRIGEAR_REQUIRE_PEERS") == "1":
+        pytest.fail(f"required peer missing: {reason}")
+    pytest.skip(reason)
+
+
+PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=3"
+
+
+# --- peers ------------------------------------------------------------------------------------
+
+
+class Peer:
+    """A scripted Gearman peer on an in-memory connection."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.decoder = Decoder(Role.CLIENT)
+        self.text = b""
+
+    async def send(self, *events: Event) -> None:
+        await self.stream.send_all(b"".join(encode(e, Role.CLIENT, validate=False) for e in events))
+
+    async def recv(self, within: float = 10) -> Event:
+        with trio.fail_after(within):
+            while True:
+                ev = self.decoder.next_event()
+                if ev is not NEED_DATA:
+                    return ev  # type: ignore[return-value]
+                data = await self.stream.receive_some(65536)
+                if not data:
+                    raise EOFError("server closed the connection")
+                self.decoder.receive_data(data)
+
+    async def recv_n(self, n: int) -> list[Event]:
+        return [await self.recv() for _ in range(n)]
+
+    async def created(self) -> bytes:
+        ev = await self.recv()
+        assert isinstance(ev, JobCreated), ev
+        return ev.handle
+
+    async def nothing(self, seconds: float = 0.3) -> None:
+        """Assert the server sends nothing for ``seconds``."""
+        ev = self.decoder.next_event()
+        assert ev is NEED_DATA, f"unexpected {ev!r}"
+        with trio.move_on_after(seconds):
+            data = await self.stream.receive_some(65536)
+            raise AssertionError(f"unexpected bytes {data!r}")
+
+    async def admin(self, line: str) -> bytes:
+        await self.stream.send_all(line.encode() + b"\n")
+        with trio.fail_after(10):
+            while True:
+                buf = self.text
+                if buf.startswith((b"OK", b"ERR")) and b"\n" in buf:
+                    end = buf.index(b"\n") + 1
+                    self.text = buf[end:]
+                    return buf[:end]
+                if b"\n.\n" in buf or buf.startswith(b".\n"):
+                    end = buf.index(b".\n") + 2
+                    self.text = buf[end:]
+                    return buf[:end]
+                data = await self.stream.receive_some(65536)
+                if not data:
+                    raise EOFError("server closed the connection")
+                self.text += data
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+
+# --- stores ------------------------------------------------------------------------------------
+
+
+class Gate:
+    """Holds every commit on the store's database thread until opened (a slow disk)."""
+
+    def __init__(self) -> None:
+        self._open = threading.Event()
+        self._open.set()
+        #: Commits that reached the gate (entered, not necessarily passed).
+        self.arrived = 0
+
+    def close(self) -> None:
+        self._open.clear()
+
+    def open(self) -> None:
+        self._open.set()
+
+    def wait(self) -> None:
+        self.arrived += 1
+        if not self._open.wait(5):
+            raise AssertionError("the gate stayed closed for 5 s")
+
+
+class GatedSqliteStore(SqliteStore):
+    gate: Gate
+
+    def _commit(self, *args: Any) -> None:
+        self.gate.wait()
+        super()._commit(*args)
+
+
+class GatedPostgresStore(PostgresStore):
+    gate: Gate
+
+    def _commit(self, *args: Any) -> None:
+        self.gate.wait()
+        super()._commit(*args)
+
+
+class FullSqliteStore(SqliteStore):
+    """A real SQLITE_FULL on demand: while ``spare_pages`` is set, each commit first lowers
+    ``PRAGMA max_page_count`` to the file's size plus that many pages, so a commit that
+    needs more space fails inside SQLite ("database or disk is full")."""
+
+    spare_pages: int | None = None
+    _default_max: int | None = None
+
+    def _commit(self, *args: Any) -> None:
+        conn = self._open()
+        if self._default_max is None:
+            self._default_max = conn.execute("PRAGMA max_page_count").fetchone()[0]
+        if self.spare_pages is None:
+            conn.execute(f"PRAGMA max_page_count = {self._default_max}")
+        else:
+            (pages,) = conn.execute("PRAGMA page_count").fetchone()
+            conn.execute(f"PRAGMA max_page_count = {pages + self.spare_pages}")
+        super()._commit(*args)
+
+
+StoreFactory = Callable[[], Store]
+
+
+async def wait_until(condition: Callable[[], bool], limit: float = 10) -> None:
+    """Poll ``condition`` (state changed by other threads or tasks, with no event to
+    wait on) until it holds."""
+    with trio.fail_after(limit):
+        while not condition():  # noqa: ASYNC110
+            await trio.sleep(0.01)
+
+
+@pytest.fixture(scope="session")
+def pg_available() -> None:
+    try:
+        import psycopg
+    except ImportError:
+        missing("psycopg is not installed")
+        return
+    try:
+        psycopg.connect(PG_ADMIN).close()
+    except psycopg.Error as exc:
+        missing(f"no PostgreSQL at 127.0.0.1:5432 (user postgres, database test): {exc}")
+
+
+@pytest.fixture
+def pg_url(pg_available: None) -> Iterator[str]:
+    """A URL whose search_path is a fresh schema, dropped (with its tables) afterwards."""
+    import psycopg
+
+    schema = f"trigear_dur_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+POSTGRES = pytest.param("postgres", marks=pytest.mark.postgres)
+
+
+@pytest.fixture(params=["sqlite", POSTGRES])
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def gate() -> Gate:
+    return Gate()
+
+
+@pytest.fixture
+def make_store(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path, gate: Gate
+) -> StoreFactory:
+    """A factory of gated stores on one storage: each call is a reopen."""
+    if kind == "sqlite":
+        path = tmp_path / "jobs.db"
+
+        def sqlite() -> Store:
+            store = GatedSqliteStore(path, busy_timeout=0.5)
+            store.gate = gate
+            return store
+
+        return sqlite
+    url: str = request.getfixturevalue("pg_url")
+
+    def postgres() -> Store:
+        store = GatedPostgresStore(url, lock_wait=2)
+        store.gate = gate
+        return store
+
+    return postgres
+
+
+# --- a restartable server ------------------------------------------------------------------
+
+
+class Running:
+    """A Server on a store from ``make_store``, in the test's nursery; ``restart`` stops it
+    (abruptly: what is not committed yet is not) and starts a new one on the same storage."""
+
+    def __init__(
+        self, nursery: trio.Nursery, make_store: StoreFactory, config: ServerConfig
+    ) -> None:
+        self.nursery = nursery
+        self.make_store = make_store
+        self.config = config
+        self.server: Server | None = None
+        self._scope: trio.CancelScope | None = None
+        self._done: trio.Event | None = None
+        self.peers: list[Peer] = []
+
+    @property
+    def srv(self) -> Server:
+        assert self.server is not None
+        return self.server
+
+    async def start(self, config: ServerConfig | None = None) -> Server:
+        if config is not None:
+            self.config = config
+        server = Server(self.config, self.make_store())
+        scope = trio.CancelScope()
+        done = trio.Event()
+
+        async def run(task_status: trio.TaskStatus[None]) -> None:
+            try:
+                with scope:
+                    await server.serve(task_status=task_status)
+            finally:
+                done.set()
+
+        await self.nursery.start(run)
+        self.server, self._scope, self._done = server, scope, done
+        return server
+
+    async def stop(self) -> None:
+        """Cancel the server (no drain): like a crash, but the commit in flight ends."""
+        if self._scope is not None and self._done is not None:
+            self._scope.cancel()
+            await self._done.wait()
+        for p in self.peers:
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await p.aclose()
+        self.peers.clear()
+        self.server = self._scope = self._done = None
+
+    async def restart(self, config: ServerConfig | None = None) -> Server:
+        await self.stop()
+        return await self.start(config)
+
+    async def connect(self) -> Peer:
+        peer = Peer(self.srv.connect_in_memory())
+        self.peers.append(peer)
+        await trio.testing.wait_all_tasks_blocked()
+        return peer
+
+    async def stored(self) -> list[StoredJob]:
+        """What the store holds now (read on the store's own connection and thread, after
+        the commit in flight)."""
+        return (await self.srv.store.load()).jobs
+
+    async def settled(self) -> list[StoredJob]:
+        """What the store holds once the server has committed every change so far."""
+        await trio.testing.wait_all_tasks_blocked(0.01)  # the server has read everything
+        await wait_until(lambda: not self.srv.dispatcher.has_store_work())
+        return await self.stored()
+
+
+@pytest.fixture
+def config() -> ServerConfig:
+    return ServerConfig(job_handle_prefix="dur")
+
+
+@pytest.fixture
+async def running(nursery: trio.Nursery, make_store: StoreFactory, config: ServerConfig) -> Running:
+    r = Running(nursery, make_store, config)
+    await r.start()
+    return r
+
+
+@pytest.fixture
+def slow_autojump_clock() -> trio.testing.MockClock:
+    """Virtual time that jumps only after 0.3 s of real idleness (see the module doc)."""
+    return trio.testing.MockClock(autojump_threshold=0.3)
+
+
+# --- a throwaway PostgreSQL cluster -------------------------------------------------------------
+
+
+def pg_bin(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    for folder in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (folder / name).exists():
+            return str(folder / name)
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Cluster:
+    """A PostgreSQL cluster in a temporary directory, on its own port."""
+
+    datadir: Path
+    port: int
+    pg_ctl: str
+    run_as: Sequence[str]
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _ctl(self, *args: str) -> None:
+        subprocess.run(
+            [*self.run_as, self.pg_ctl, "-D", str(self.datadir), "-w", "-t", "30", *args],
+            check=True,
+            capture_output=True,
+        )
+
+    def start(self) -> None:
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.datadir}"
+        self._ctl("-o", options, "-l", str(self.datadir / "log"), "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        self._ctl("-m", mode, "stop")
+
+
+@pytest.fixture
+def pg_cluster() -> Iterator[Cluster]:
+    """A cluster of the test's own, which it may stop and start; stopped afterwards."""
+    initdb, pg_ctl = pg_bin("initdb"), pg_bin("pg_ctl")
+    if initdb is None or pg_ctl is None:
+        missing("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+        raise AssertionError("unreachable")
+    run_as: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        runuser = shutil.which("runuser")
+        try:
+            import pwd
+
+            pwd.getpwnam("postgres")
+        except KeyError:
+            runuser = None
+        if runuser is None:
+            missing("running as root without a postgres user and runuser")
+        run_as = [str(runuser), "-u", "postgres", "--"]
+    top = Path(tempfile.mkdtemp(prefix="trigear-dur-pg-"))
+    datadir = top / "data"
+    if run_as:
+        shutil.chown(top, "postgres")
+    subprocess.run(
+        [*run_as, initdb, "-D", str(datadir), "-A", "trust", "-U", "postgres", "--no-sync"],
+        check=True,
+        capture_output=True,
+    )
+    cluster = Cluster(datadir, free_port(), pg_ctl, run_as)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            cluster.stop("immediate")
+        shutil.rmtree(top, ignore_errors=True)
