@@ -439,7 +439,14 @@ class Server:
                 conn.outbox.send_nowait(_CLOSE_AFTER)
 
     async def _store_writer(self) -> None:
+        delay = 0.0
         async for batch in self._store_recv:
+            if delay:
+                # The last commit failed.  Do not hammer a store that is down (a
+                # failed batch's removals come straight back, and each failure is
+                # logged): wait a little, doubling up to 0.5 s, before the next try.
+                await trio.sleep(delay)
+            delay = min(max(delay * 2, 0.02), 0.5)
             try:
                 await self.store.commit(
                     list(batch.add.values()),
@@ -454,6 +461,7 @@ class Server:
                 log.exception("store commit failed")
                 await self._inbox_send.send((None, _STORE_FAILED))
             else:
+                delay = 0.0
                 await self._inbox_send.send((None, _STORE_OK))
 
     async def _settle_store(self) -> None:
