@@ -231,7 +231,7 @@ class Dispatcher:
         self._drop_abilities(peer)
         for job in peer.jobs:
             if peer in job.clients:
-                job.clients.remove(peer)
+                job.clients = [c for c in job.clients if c is not peer]
             if not job.clients and not job.background and job.state is JobState.QUEUED:
                 # Nobody waits for it and no background submit touched it (S12).
                 self._finish(job)
@@ -310,7 +310,7 @@ class Dispatcher:
         if key:
             func.uniques[key] = job
         if not bg:
-            job.clients.append(peer)
+            job.clients = [peer]
             peer.jobs.add(job)
         if bg and self.durable:
             job.state = JobState.COMMITTING
@@ -352,7 +352,7 @@ class Dispatcher:
                     self._hold_reply(peer, job, batch)
                     return
         elif peer not in job.clients:
-            job.clients.append(peer)
+            job.clients = [*job.clients, peer]
             peer.jobs.add(job)
         self._send(peer, encode_response(JobCreated(job.handle)))
 

@@ -66,8 +66,10 @@ class Job:
         self.reducer: bytes | None = None
         self.when: int | None = None
         self.attempts = 0
-        #: Foreground clients waiting for the result (S2, S6).
-        self.clients: list[Peer] = []
+        #: Foreground clients waiting for the result (S2, S6).  A shared empty tuple
+        #: until the first one attaches: most queued jobs are background jobs, and an
+        #: empty list would cost 56 bytes each.
+        self.clients: list[Peer] | tuple[()] = ()
         self.worker: Peer | None = None
         self.state = JobState.QUEUED
         self.numerator = 0
