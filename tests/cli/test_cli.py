@@ -1,0 +1,211 @@
+"""``python -m trigear`` as an operator runs it: flags, mistakes, signals (S21)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from trigear.protocol import NEED_DATA, Decoder, Role, encode
+from trigear.protocol.packets import (
+    CanDo,
+    EchoReq,
+    EchoRes,
+    Event,
+    GrabJobUniq,
+    JobAssignUniq,
+    JobCreated,
+    SubmitJob,
+    SubmitJobBg,
+    WorkComplete,
+)
+
+TRIGEAR = [sys.executable, "-m", "trigear"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*TRIGEAR, *args], capture_output=True, text=True, timeout=30)
+
+
+class Conn:
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.decoder = Decoder(Role.CLIENT)
+
+    def send(self, *events: Event) -> None:
+        self.sock.sendall(b"".join(encode(e, Role.CLIENT) for e in events))
+
+    def recv(self) -> Event:
+        while True:
+            event = self.decoder.next_event()
+            if event is not NEED_DATA:
+                return event  # type: ignore[return-value]
+            data = self.sock.recv(65536)
+            if not data:
+                raise EOFError
+            self.decoder.receive_data(data)
+
+    def admin(self, line: bytes) -> bytes:
+        self.sock.sendall(line + b"\n")
+        return self.sock.recv(65536)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[subprocess.Popen[str], int]]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [*TRIGEAR, "-p", str(port), "--shutdown-timeout", "20"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.time() < deadline, "server did not start"
+            time.sleep(0.05)
+    yield proc, port
+    if proc.poll() is None:
+        proc.kill()
+    proc.communicate(timeout=10)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--port", "70000"], "out of range"),
+        (["--port", "http"], "not a whole number"),
+        (["--job-retries", "-5"], "out of range"),
+        (["--no-such-flag"], "unrecognized arguments"),
+        (["--store", "mysql://x"], "--store"),
+        (["--max-packet-size", "lots"], "not a size"),
+        (["--log-level", "LOUD"], "invalid choice"),
+        (["--job-handle-prefix", "a:b"], "job-handle-prefix"),
+        (["-L", "no.such.host.invalid", "-p", "0"], "cannot listen"),
+    ],
+)
+def test_user_mistakes_get_a_message_and_status_2(args: list[str], message: str) -> None:
+    p = run(*args)
+    assert p.returncode == 2, p
+    assert message in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_port_in_use_is_a_clear_error() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        p = run("-p", str(s.getsockname()[1]))
+    assert p.returncode == 2
+    assert "cannot listen" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_help_and_version() -> None:
+    p = run("--help")
+    assert p.returncode == 0
+    for flag in (
+        "--port",
+        "--listen",
+        "--store",
+        "--job-retries",
+        "--exceptions",
+        "--worker-wakeup",
+        "--max-packet-size",
+        "--job-handle-prefix",
+        "--log-level",
+        "--version",
+    ):
+        assert flag in p.stdout
+    v = run("--version")
+    assert v.returncode == 0 and v.stdout.startswith("trigear ")
+
+
+def test_startup_line_says_where_and_which_store(
+    server: tuple[subprocess.Popen[str], int],
+) -> None:
+    proc, port = server
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0
+    assert f"listening on 127.0.0.1:{port}" in err
+    assert "store: memory (background jobs die with the process)" in err
+
+
+def test_sigterm_drains_running_job_then_exits_0(
+    server: tuple[subprocess.Popen[str], int],
+) -> None:
+    proc, port = server
+    client, worker = Conn(port), Conn(port)
+    client.send(SubmitJob(b"f", b"", b"x"), SubmitJobBg(b"f", b"", b"queued"))
+    handle = client.recv()
+    assert isinstance(handle, JobCreated)
+    client.recv()
+    worker.send(CanDo(b"f"), GrabJobUniq())
+    job = worker.recv()
+    assert isinstance(job, JobAssignUniq) and job.handle == handle.handle
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    # Still running while the job runs; no new connections; no new assignments.
+    assert proc.poll() is None
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    worker.send(GrabJobUniq())
+    assert worker.recv().__class__.__name__ == "NoJob"
+    worker.send(WorkComplete(job.handle, b"done"))
+    assert client.recv() == WorkComplete(job.handle, b"done")
+    assert proc.wait(timeout=20) == 0
+    client.close()
+    worker.close()
+
+
+def test_second_signal_exits_at_once(server: tuple[subprocess.Popen[str], int]) -> None:
+    proc, port = server
+    client, worker = Conn(port), Conn(port)
+    client.send(SubmitJob(b"f", b"", b"x"))
+    client.recv()
+    worker.send(CanDo(b"f"), GrabJobUniq())
+    worker.recv()
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    assert proc.poll() is None
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=10) == 0
+    client.close()
+    worker.close()
+
+
+def test_admin_shutdown_from_loopback(server: tuple[subprocess.Popen[str], int]) -> None:
+    proc, port = server
+    admin = Conn(port)
+    assert admin.admin(b"shutdown graceful") == b"OK\r\n"
+    assert proc.wait(timeout=20) == 0
+    admin.close()
+
+
+def test_sigusr1_is_graceful_too(server: tuple[subprocess.Popen[str], int]) -> None:
+    proc, port = server
+    c = Conn(port)
+    c.send(EchoReq(b"x"))
+    assert c.recv() == EchoRes(b"x")
+    os.kill(proc.pid, signal.SIGUSR1)
+    assert proc.wait(timeout=20) == 0
+    c.close()
