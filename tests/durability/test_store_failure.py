@@ -23,6 +23,7 @@ from trigear.protocol.packets import (
     SubmitJobBg,
     SubmitJobHighBg,
     WorkComplete,
+    WorkFail,
 )
 from trigear.server import ServerConfig
 from trigear.store import PostgresStore
@@ -167,4 +168,24 @@ async def test_postgres_stopped_mid_run(
         await trio.to_thread.run_sync(pg_cluster.start)
 
     await outage_and_recovery(running, fail, recover)
+    await running.stop()
+
+
+async def test_a_foreground_joiner_of_a_job_that_fails_to_store(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """A foreground submit that coalesces with a background job still being written gets
+    JOB_CREATED (it is a foreground job: it waits on its connection), and WORK_FAIL when
+    the write fails; the background submitter gets QUEUE_ERROR and nothing is stored."""
+    store = FullSqliteStore(tmp_path / "jobs.db")
+    running = Running(nursery, lambda: store, ServerConfig(job_handle_prefix="dur"))
+    await running.start()
+    store.spare_pages = 1
+    c = await running.connect()
+    await c.send(SubmitJobBg(b"f", b"u", BIG), SubmitJob(b"f", b"u", b"x"))
+    assert await c.recv() == STORE_FAILED
+    created = await c.recv()
+    assert isinstance(created, JobCreated), created
+    assert await c.recv() == WorkFail(created.handle)
+    assert await running.settled() == []
     await running.stop()
