@@ -617,3 +617,41 @@ async def test_peer_that_does_not_read_is_cut_off(nursery: trio.Nursery) -> None
         while srv.dispatcher.peers:  # noqa: ASYNC110 - polling server state from outside
             await trio.sleep(0.01)
     await stream.aclose()
+
+
+async def test_s5_worker_gaining_an_ability_while_asleep_is_woken(
+    autojump_clock: MockClock, connect: Connect
+) -> None:
+    c = await connect()
+    await c.send(SubmitJobBg(b"g", b"", b"queued"))
+    await created(c)
+    w = await worker(connect, b"f")
+    await w.send(PreSleep())
+    await w.nothing()
+    await w.send(CanDo(b"g"))
+    assert await w.recv() == Noop()
+    assert (await grab(w)).data == b"queued"
+
+
+async def test_drop_function_refuses_while_jobs_are_queued(
+    autojump_clock: MockClock, connect: Connect
+) -> None:
+    admin = await connect()
+    c = await connect()
+    await c.send(SubmitJobBg(b"f", b"", b"keep me"))
+    await created(c)
+    reply = await admin.admin("drop function f")
+    assert reply == b"ERR there are still connected workers or executing clients\r\n"
+    w = await worker(connect, b"f")
+    assert (await grab(w)).data == b"keep me"
+    await w.send(WorkComplete((await admin_show_first_handle(admin)), b""))
+    await w.send(CantDo(b"f"))
+    await w.send(EchoReq(b"sync"))
+    assert await w.recv() == EchoRes(b"sync")
+    assert await admin.admin("drop function f") == b"OK\r\n"
+    assert b"f\t" not in await admin.admin("status")
+
+
+async def admin_show_first_handle(admin: Peer) -> bytes:
+    listing = await admin.admin("show jobs")
+    return listing.split(b"\t", 1)[0]

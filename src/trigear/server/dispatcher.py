@@ -516,7 +516,14 @@ class Dispatcher:
             func.workers[peer] = None
             peer.funcs.append(func)
             if peer.sleeping:
-                func.sleepers[peer] = None
+                if self._has_job(peer):
+                    # It sleeps next to work it can now do: wake it (S5).
+                    peer.sleeping = False
+                    for f in peer.funcs:
+                        f.sleepers.pop(peer, None)
+                    self._send(peer, _NOOP)
+                else:
+                    func.sleepers[peer] = None
 
     def _drop_abilities(self, peer: Peer, only: bytes | None = None) -> None:
         for func in list(peer.funcs):
@@ -862,14 +869,10 @@ class Dispatcher:
         f = self.funcs.get(name)
         if f is None:
             return "function not found"
-        if f.workers or f.running or any(j.clients for j in f.uniques.values()):
+        if f.workers or f.total:
+            # gearmand drops a function with queued jobs and leaves them orphaned; trigear
+            # refuses, so no job is lost to an admin command.
             return "there are still connected workers or executing clients"
-        for q in f.queues:
-            for job in q:
-                if job.state is JobState.QUEUED and job.clients:
-                    return "there are still connected workers or executing clients"
-        for job in [j for j in self.jobs.values() if j.func is f]:
-            self._finish(job)
         del self.funcs[name]
         return None
 
