@@ -1,0 +1,233 @@
+"""One client-side TCP connection to a Gearman server: a reader, a writer, nothing else.
+
+Rules (shared by :mod:`trigear.client` and :mod:`trigear.worker`):
+
+* **A single writer.**  Callers hand whole packets to :meth:`Connection.send`, which only
+  appends to a buffer (it never awaits), and one writer task joins whatever is buffered
+  into a single ``send``.  A caller cancelled at any instant therefore never leaves half a
+  packet on the wire: either the packet was queued whole or not at all.  The writer itself
+  is only cancelled when the connection is being torn down, and then the socket is closed.
+* **A single reader.**  It decodes with the protocol core and hands each batch of events to
+  a callback that must not await: routing is synchronous, so the order the server sent
+  things in is the order the client acts on them (JOB_CREATED is routed before the
+  WORK_* that follow it).
+* **Bounded output.**  :meth:`Connection.wait_writable` blocks a caller while more than
+  ``HIGH_WATER`` bytes wait to be written, so a stalled server pushes back instead of
+  growing memory.  Callers wait *before* queueing, so being cancelled there sends nothing.
+* **Transport errors are mapped once, here**: whatever ends the connection (EOF, reset,
+  a reply the codec rejects) becomes the :class:`ConnectionLost` that :meth:`Connection.run`
+  returns, and every later :meth:`send` raises it.
+
+Two quirks of real servers are absorbed before the codec sees the bytes: the Perl
+Gearman::Server answers GET_STATUS with empty numerator and denominator for a job that has
+sent no WORK_STATUS (rewritten here to ``0``), and gearmand 1.1.20 puts a stray NUL after
+the handle of WORK_FAIL (stripped by the client's router).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from struct import Struct
+from typing import Final
+
+import anyio
+import anyio.abc
+
+from ._errors import ConnectionLost
+from ._servers import Address
+from .protocol import Decoder, Event, RemoteProtocolError, Role
+
+__all__ = ["HIGH_WATER", "Connection"]
+
+#: Bytes queued for writing beyond which :meth:`Connection.wait_writable` blocks.
+HIGH_WATER: Final = 1 << 20
+_READ_SIZE: Final = 1 << 16
+_HEAD: Final = Struct(">4sII")
+_STATUS_RES: Final = 20
+
+_TRANSPORT_ERRORS: Final = (
+    anyio.EndOfStream,
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+    OSError,
+)
+
+
+class _StatusFixer:
+    """Pass bytes through, rewriting STATUS_RES packets with empty numbers to ``0``.
+
+    It walks packet headers only; bodies are skipped without copying, and a chunk without
+    a STATUS_RES packet is returned as it came.
+    """
+
+    __slots__ = ("_held", "_skip")
+
+    def __init__(self) -> None:
+        self._skip = 0
+        self._held = b""
+
+    def feed(self, data: bytes) -> bytes:
+        if self._held:
+            data = self._held + data
+            self._held = b""
+        n = len(data)
+        pos = self._skip
+        if pos >= n:
+            self._skip = pos - n
+            return data
+        self._skip = 0
+        pieces: list[bytes] | None = None
+        start = 0
+        while pos < n:
+            if n - pos < 12:
+                self._held = data[pos:]
+                n = pos
+                break
+            _, ptype, size = _HEAD.unpack_from(data, pos)
+            end = pos + 12 + size
+            if ptype == _STATUS_RES:
+                if end > n:
+                    self._held = data[pos:]
+                    n = pos
+                    break
+                if pieces is None:
+                    pieces = []
+                pieces.append(data[start:pos])
+                pieces.append(_fix_status(data[pos + 12 : end]))
+                start = end
+            if end > n:
+                self._skip = end - n
+                break
+            pos = end
+        if pieces is None:
+            return data if n == len(data) else data[:n]
+        pieces.append(data[start:n])
+        return b"".join(pieces)
+
+
+def _fix_status(body: bytes) -> bytes:
+    parts = body.split(b"\0")
+    if len(parts) == 5:
+        parts[3] = parts[3] or b"0"
+        parts[4] = parts[4] or b"0"
+        body = b"\0".join(parts)
+    return _HEAD.pack(b"\0RES", _STATUS_RES, len(body)) + body
+
+
+class Connection:
+    """A connected stream, its decoder, its output buffer and its two tasks."""
+
+    def __init__(self, stream: anyio.abc.ByteStream, address: Address) -> None:
+        self.stream = stream
+        self.address = address
+        self._decoder = Decoder(Role.CLIENT)
+        self._fixer = _StatusFixer()
+        self._out: list[bytes] = []
+        self._out_bytes = 0
+        self._wake = anyio.Event()
+        self._drained: anyio.Event | None = None
+        self._scope: anyio.CancelScope | None = None
+        self._closing: str | None = None
+        #: Why the connection ended, once it has.
+        self.error: ConnectionLost | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self.error is not None
+
+    def send(self, data: bytes) -> None:
+        """Queue whole packets for the writer.  Never blocks; raises ConnectionLost."""
+        if self.error is not None:
+            raise self.error
+        self._out.append(data)
+        self._out_bytes += len(data)
+        if len(self._out) == 1:
+            self._wake.set()
+
+    async def wait_writable(self) -> None:
+        """Wait until the output buffer is below ``HIGH_WATER`` (a checkpoint either way)."""
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        while self._out_bytes > HIGH_WATER and self.error is None:
+            if self._drained is None:
+                self._drained = anyio.Event()
+            await self._drained.wait()
+        if self.error is not None:
+            raise self.error
+
+    def close_when_flushed(self, reason: str = "closed by this side") -> None:
+        """Close once everything queued so far has been written (a graceful close)."""
+        self._closing = reason
+        self._wake.set()
+
+    def close(self, reason: str = "closed by this side") -> None:
+        """End the connection now (synchronous); :meth:`run` returns soon after."""
+        self._fail(ConnectionLost(f"{self.address}: {reason}"))
+
+    def _fail(self, error: ConnectionLost) -> None:
+        if self.error is None:
+            self.error = error
+        self._wake.set()
+        if self._drained is not None:
+            self._drained.set()
+        if self._scope is not None:
+            self._scope.cancel()
+
+    async def run(self, on_events: Callable[[list[Event]], None]) -> ConnectionLost:
+        """Read and write until the connection ends; return why it ended.
+
+        ``on_events`` gets every batch of decoded events, in order, and must not await.
+        The stream is closed when this returns (or is cancelled).
+        """
+        try:
+            async with anyio.create_task_group() as tg:
+                self._scope = tg.cancel_scope
+                if self.error is not None:
+                    tg.cancel_scope.cancel()
+                tg.start_soon(self._writer)
+                await self._reader(on_events)
+        finally:
+            self._fail(ConnectionLost(f"{self.address}: connection closed"))
+            await anyio.aclose_forcefully(self.stream)
+        assert self.error is not None
+        return self.error
+
+    async def _reader(self, on_events: Callable[[list[Event]], None]) -> None:
+        decoder = self._decoder
+        fixer = self._fixer
+        receive = self.stream.receive
+        try:
+            while True:
+                data = await receive(_READ_SIZE)
+                decoder.receive_data(fixer.feed(data))
+                events = decoder.receive_events()
+                if events:
+                    on_events(events)
+        except _TRANSPORT_ERRORS as exc:
+            why = "server closed the connection" if isinstance(exc, anyio.EndOfStream) else exc
+            self._fail(ConnectionLost(f"{self.address}: {why}"))
+        except RemoteProtocolError as exc:
+            self._fail(ConnectionLost(f"{self.address}: protocol error from server: {exc}"))
+
+    async def _writer(self) -> None:
+        send = self.stream.send
+        try:
+            while True:
+                if not self._out:
+                    if self.error is not None:
+                        return
+                    if self._closing is not None:
+                        self.close(self._closing)
+                        return
+                    self._wake = anyio.Event()
+                    await self._wake.wait()
+                    continue
+                out = self._out
+                data = out[0] if len(out) == 1 else b"".join(out)
+                out.clear()
+                self._out_bytes = 0
+                if self._drained is not None:
+                    self._drained.set()
+                    self._drained = None
+                await send(data)
+        except _TRANSPORT_ERRORS as exc:
+            self._fail(ConnectionLost(f"{self.address}: {exc}"))
