@@ -14,10 +14,8 @@ PY = "3.11"
 def tests(session: nox.Session) -> None:
     """The whole suite but the real-peer interop tests, with branch coverage."""
     session.install("-e", ".[test]")
-    session.run(
-        "coverage", "run", "-m", "pytest", "-m", "not interop", *session.posargs
-    )
-    session.run("coverage", "report", "--skip-covered", "--fail-under=0")
+    session.run("coverage", "run", "-m", "pytest", "-m", "not interop", *session.posargs)
+    session.run("coverage", "report", "--skip-covered")
 
 
 @nox.session(python=PY)
