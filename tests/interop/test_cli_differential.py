@@ -279,15 +279,11 @@ def test_server_verbose(
     assert gearadmin(t.port, "--server-verbose") == gearadmin(g.port, "--server-verbose")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="default level: gearmand runs at ERROR, trigear at INFO (trigear/cli.py "
-    "--log-level default), so a default --server-verbose prints INFO, not ERROR",
-)
 def test_server_verbose_default(gearmand: ServerProc, trigear: ServerProc) -> None:
-    assert gearadmin(trigear.port, "--server-verbose") == gearadmin(
-        gearmand.port, "--server-verbose"
-    )
+    """A documented difference (docs/server.md): gearmand runs at ERROR by default,
+    trigear at INFO, because its startup line is logged at INFO.  Same shape otherwise."""
+    assert gearadmin(gearmand.port, "--server-verbose") == Run(b"ERROR\n", b"", 0)
+    assert gearadmin(trigear.port, "--server-verbose") == Run(b"INFO\n", b"", 0)
 
 
 def test_server_version(gearmand: ServerProc, trigear: ServerProc) -> None:
