@@ -25,6 +25,7 @@ from trigear.protocol.packets import (
     WorkFail,
     WorkStatus,
 )
+from trigear.server import Server
 
 from .conftest import Connect, Peer
 
@@ -164,3 +165,26 @@ async def test_disconnect_at_every_stage(
     if not worker_left and job_should_live and stage == "submitted":
         await w.send(GrabJobUniq())
         assert isinstance(await w.recv(), JobAssignUniq)
+
+
+async def test_an_internal_error_closes_one_connection_not_the_server(
+    autojump_clock: MockClock,
+    connect: Connect,
+    server: Server,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from trigear.server import dispatcher
+
+    def broken(self: object, peer: object, event: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setitem(dispatcher._HANDLERS, EchoReq, broken)
+    victim = await connect()
+    await victim.send(EchoReq(b"boom"))
+    assert await victim.closed()
+    monkeypatch.undo()
+    other = await connect()
+    await sync(other)
+    assert server.statistics().internal_errors == 1
+    assert "internal error" in caplog.text

@@ -132,6 +132,7 @@ class ServerStats:
     retries_exhausted: int = 0
     jobs_timed_out: int = 0
     protocol_errors: int = 0
+    internal_errors: int = 0
     store_commits: int = 0
     store_failures: int = 0
 

@@ -354,10 +354,19 @@ class Server:
         d = self.dispatcher
         if type(payload) is list:
             handle = d.handle
-            for event in payload:
-                if peer.gone:
-                    break
-                handle(peer, event)
+            try:
+                for event in payload:
+                    if peer.gone:
+                        break
+                    handle(peer, event)
+            except Exception:
+                # A bug must not take the whole server down with it: log it, drop the
+                # connection whose packet hit it, and keep serving everyone else.
+                log.exception("internal error on a packet from %r; closing it", peer)
+                d.stats.internal_errors += 1
+                conn = self._conns.get(peer.id)
+                if conn is not None:
+                    conn.scope.cancel()
         elif isinstance(payload, RemoteProtocolError):
             if not peer.gone:
                 d.protocol_error(peer, payload)
