@@ -385,6 +385,7 @@ class Server:
         d = self.dispatcher
         inbox = self._inbox
         process = self._process
+        durable = self.store.durable
         while True:
             deadline = self._deadline()
             if deadline == math.inf:
@@ -396,23 +397,24 @@ class Server:
                     peer, payload = await inbox.receive()
                     self._set_clock()
                     process(peer, payload)
+                self._set_clock()
+                d.tick()
             for _ in range(_PASS_LIMIT):
                 try:
                     peer, payload = inbox.receive_nowait()
                 except trio.WouldBlock:
                     break
                 process(peer, payload)
-            self._set_clock()
-            d.tick()
             self._flush()
-            batch = d.take_store_batch()
-            if batch is not None:
-                self._store_send.send_nowait(batch)
+            if durable:
+                batch = d.take_store_batch()
+                if batch is not None:
+                    self._store_send.send_nowait(batch)
+                if not d.has_store_work():
+                    self._settled.set()
             if d.shutdown_request is not None:
                 self.shutdown(graceful=d.shutdown_request == "graceful")
                 d.shutdown_request = None
-            if not d.has_store_work():
-                self._settled.set()
             if d.draining and d.running_jobs == 0:
                 self._drained.set()
 
