@@ -18,10 +18,9 @@ Rules (shared by :mod:`trigear.client` and :mod:`trigear.worker`):
   a reply the codec rejects) becomes the :class:`ConnectionLost` that :meth:`Connection.run`
   returns, and every later :meth:`send` raises it.
 
-Two quirks of real servers are absorbed before the codec sees the bytes: the Perl
-Gearman::Server answers GET_STATUS with empty numerator and denominator for a job that has
-sent no WORK_STATUS (rewritten here to ``0``), and gearmand 1.1.20 puts a stray NUL after
-the handle of WORK_FAIL (stripped by the client's router).
+Two quirks of real servers are absorbed by the codec: the Perl Gearman::Server answers
+GET_STATUS with empty numerator and denominator for a job that has sent no WORK_STATUS
+(read as 0), and gearmand 1.1.20 puts a stray NUL after the handle of WORK_FAIL (dropped).
 """
 
 from __future__ import annotations
@@ -53,67 +52,6 @@ _TRANSPORT_ERRORS: Final = (
 )
 
 
-class _StatusFixer:
-    """Pass bytes through, rewriting STATUS_RES packets with empty numbers to ``0``.
-
-    It walks packet headers only; bodies are skipped without copying, and a chunk without
-    a STATUS_RES packet is returned as it came.
-    """
-
-    __slots__ = ("_held", "_skip")
-
-    def __init__(self) -> None:
-        self._skip = 0
-        self._held = b""
-
-    def feed(self, data: bytes) -> bytes:
-        if self._held:
-            data = self._held + data
-            self._held = b""
-        n = len(data)
-        pos = self._skip
-        if pos >= n:
-            self._skip = pos - n
-            return data
-        self._skip = 0
-        pieces: list[bytes] | None = None
-        start = 0
-        while pos < n:
-            if n - pos < 12:
-                self._held = data[pos:]
-                n = pos
-                break
-            _, ptype, size = _HEAD.unpack_from(data, pos)
-            end = pos + 12 + size
-            if ptype == _STATUS_RES:
-                if end > n:
-                    self._held = data[pos:]
-                    n = pos
-                    break
-                if pieces is None:
-                    pieces = []
-                pieces.append(data[start:pos])
-                pieces.append(_fix_status(data[pos + 12 : end]))
-                start = end
-            if end > n:
-                self._skip = end - n
-                break
-            pos = end
-        if pieces is None:
-            return data if n == len(data) else data[:n]
-        pieces.append(data[start:n])
-        return b"".join(pieces)
-
-
-def _fix_status(body: bytes) -> bytes:
-    parts = body.split(b"\0")
-    if len(parts) == 5:
-        parts[3] = parts[3] or b"0"
-        parts[4] = parts[4] or b"0"
-        body = b"\0".join(parts)
-    return _HEAD.pack(b"\0RES", _STATUS_RES, len(body)) + body
-
-
 class Connection:
     """A connected stream, its decoder, its output buffer and its two tasks."""
 
@@ -121,7 +59,6 @@ class Connection:
         self.stream = stream
         self.address = address
         self._decoder = Decoder(Role.CLIENT)
-        self._fixer = _StatusFixer()
         self._out: list[bytes] = []
         self._out_bytes = 0
         self._wake = anyio.Event()
@@ -193,12 +130,11 @@ class Connection:
 
     async def _reader(self, on_events: Callable[[list[Event]], None]) -> None:
         decoder = self._decoder
-        fixer = self._fixer
         receive = self.stream.receive
         try:
             while True:
                 data = await receive(_READ_SIZE)
-                decoder.receive_data(fixer.feed(data))
+                decoder.receive_data(data)
                 events = decoder.receive_events()
                 if events:
                     on_events(events)

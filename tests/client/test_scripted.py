@@ -17,7 +17,6 @@ import anyio.lowlevel
 import pytest
 
 import trigear
-from trigear._connection import _StatusFixer
 from trigear.protocol import NEED_DATA, Decoder, Role, encode_response
 from trigear.protocol import packets as P
 
@@ -307,7 +306,7 @@ async def test_status_with_empty_numbers_from_the_perl_server() -> None:
             assert await client.get_status_unique("u") == trigear.JobStatus(True, True, 3, 4, 2)
 
 
-def test_status_fixer_every_split() -> None:
+def test_empty_status_numbers_decode_as_zero_at_every_split() -> None:
     def pkt(t: int, body: bytes) -> bytes:
         return b"\0RES" + t.to_bytes(4, "big") + len(body).to_bytes(4, "big") + body
 
@@ -317,16 +316,20 @@ def test_status_fixer_every_split() -> None:
         + pkt(20, b"H:2\x001\x001\x005\x006")
         + pkt(8, b"H:3")
     )
-    want = (
-        pkt(13, b"H:1\0" + b"x" * 40)
-        + pkt(20, b"H:1\x001\x001\x000\x000")
-        + pkt(20, b"H:2\x001\x001\x005\x006")
-        + pkt(8, b"H:3")
-    )
+    want = [
+        P.WorkComplete(b"H:1", b"x" * 40),
+        P.StatusRes(b"H:1", True, True, 0, 0),
+        P.StatusRes(b"H:2", True, True, 5, 6),
+        P.JobCreated(b"H:3"),
+    ]
     for i in range(len(stream) + 1):
         for j in range(i, len(stream) + 1, 7):
-            f = _StatusFixer()
-            assert f.feed(stream[:i]) + f.feed(stream[i:j]) + f.feed(stream[j:]) == want
+            d = Decoder(Role.CLIENT)
+            got = []
+            for part in (stream[:i], stream[i:j], stream[j:]):
+                d.receive_data(part)
+                got += d.receive_events()
+            assert got == want
 
 
 async def test_unexpected_answer_drops_the_connection_not_the_client() -> None:

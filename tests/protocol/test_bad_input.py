@@ -434,3 +434,18 @@ def test_next_event_raises_at_the_bad_packet_only() -> None:
         dec.next_event()
     assert dec.next_event() == CanDo(b"next")
     assert dec.next_event() is NEED_DATA
+
+
+def test_status_res_with_empty_numbers_reads_as_zero() -> None:
+    """The Perl Gearman::Server sends GET_STATUS answers with empty progress numbers."""
+    from trigear.protocol import Decoder, Role, StatusRes, StatusResUnique
+
+    d = Decoder(Role.CLIENT)
+    body = b"H:x:1\x001\x000\x00\x00"
+    d.receive_data(b"\0RES" + (20).to_bytes(4, "big") + len(body).to_bytes(4, "big") + body)
+    body = b"u\x001\x000\x00\x00\x000"
+    d.receive_data(b"\0RES" + (42).to_bytes(4, "big") + len(body).to_bytes(4, "big") + body)
+    assert d.receive_events() == [
+        StatusRes(b"H:x:1", True, False, 0, 0),
+        StatusResUnique(b"u", True, False, 0, 0, 0),
+    ]

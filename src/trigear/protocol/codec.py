@@ -140,13 +140,19 @@ def _conv_timeout(parts: list[bytes]) -> tuple[Any, ...]:
     return (parts[0], _parse_uint(parts[1], "timeout"))
 
 
+def _parse_progress(value: bytes, what: str) -> int:
+    # The Perl Gearman::Server answers GET_STATUS with empty numbers for a job that has
+    # sent no WORK_STATUS: read them as 0.
+    return _parse_uint(value, what) if value else 0
+
+
 def _conv_status_res(parts: list[bytes]) -> tuple[Any, ...]:
     return (
         parts[0],
         _parse_bool(parts[1], "known"),
         _parse_bool(parts[2], "running"),
-        _parse_uint(parts[3], "numerator"),
-        _parse_uint(parts[4], "denominator"),
+        _parse_progress(parts[3], "numerator"),
+        _parse_progress(parts[4], "denominator"),
     )
 
 
