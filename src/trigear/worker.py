@@ -191,6 +191,10 @@ class _WorkerConnection:
                 # WORK_FAIL after WORK_EXCEPTION): nothing to do.
                 log.debug("%s: server error %r %r", self.conn.address, ev.code, ev.text)
         self.pump()
+        if self.worker.free:
+            # A NO_JOB here freed a slot this connection will not use (it goes to sleep):
+            # offer it to the other connections, which may be awake and waiting for one.
+            self.worker.offer()
 
     def _probed(self, *, legacy: bool) -> None:
         self.probing = False
@@ -366,6 +370,10 @@ class Worker:
     def release(self) -> None:
         """A slot is free again: let every connection grab with it."""
         self.free += 1
+        self.offer()
+
+    def offer(self) -> None:
+        """Let every connection that is awake grab with the free slots."""
         for wc in list(self.connections):
             wc.pump()
             if self.free == 0:
