@@ -149,6 +149,10 @@ async def test_servers_stop_and_restart_mid_run(make_server: Any) -> None:
             await until(lambda: on_b <= done)
             a.start()
             await until(lambda: worker.statistics()["connections"] == 2)
+            # The client retries the restarted server once its reconnect back-off (up to
+            # seconds, with jitter) has run out; jobs placed before then fail over to b.
+            backoff_a = next(v for k, v in client._backoff.items() if str(k) == a.address)
+            await until(lambda: not backoff_a.is_down(anyio.current_time()))
             accepted.clear()
             await submit_many(client, "after", 40)
             assert a.address in {str(x) for x in list(client._handles.values())[-40:]}
