@@ -68,10 +68,7 @@ def test_worker_tutorial_serves_then_stops_on_sigint(tmp_path: Path, make_server
         async def use_it() -> tuple[bytes, bytes]:
             with trio.fail_after(30):
                 async with trigear.open_client(server.address) as client:
-                    while True:  # wait until the worker has registered
-                        status = await client.submit_background("resize", b"probe")
-                        if status:
-                            break
+                    # A foreground submit waits until the worker has registered.
                     return (
                         await client.submit("resize", b"hello"),
                         await client.submit("checksum", b"abc"),
