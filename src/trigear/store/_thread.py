@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 import trio
 
-__all__ = ["DbThread"]
+from .base import LoadResult, StoredJob, StoreError
+
+__all__ = ["DbThread", "ThreadedStore"]
 
 T = TypeVar("T")
 
@@ -80,3 +82,58 @@ class DbThread:
             except BaseException as exc:
                 call.error = exc
             call.token.run_sync_soon(call.done.set)
+
+
+class ThreadedStore:
+    """The Trio face shared by the durable stores: every :class:`~.base.Store` call runs
+    on the store's one :class:`DbThread`.  Subclasses implement the blocking ``_load``,
+    ``_commit`` and ``_close_connection``, which only ever run on that thread."""
+
+    description: str
+    durable = True
+
+    def __init__(self, thread_name: str) -> None:
+        self._thread = DbThread(thread_name)
+        self._closed = False
+
+    async def load(self) -> LoadResult:
+        return await self._run(self._load)
+
+    async def commit(
+        self,
+        add: Sequence[StoredJob],
+        remove: Sequence[bytes],
+        attempts: Sequence[tuple[bytes, int]],
+        last_handle_number: int,
+    ) -> None:
+        await self._run(lambda: self._commit(add, remove, attempts, last_handle_number))
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._thread.running:
+            await self._thread.run(self._close_connection)
+        await self._thread.stop()
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        if self._closed:
+            raise StoreError(f"{self.description}: the store is closed")
+        return await self._thread.run(fn)
+
+    # -- on the database thread -------------------------------------------------------------
+
+    def _load(self) -> LoadResult:
+        raise NotImplementedError
+
+    def _commit(
+        self,
+        add: Sequence[StoredJob],
+        remove: Sequence[bytes],
+        attempts: Sequence[tuple[bytes, int]],
+        last_handle_number: int,
+    ) -> None:
+        raise NotImplementedError
+
+    def _close_connection(self) -> None:
+        raise NotImplementedError

@@ -39,10 +39,10 @@ Schema (version 1), created if missing, table names prefixed ``trigear_`` by def
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._thread import DbThread
+from ._thread import ThreadedStore
 from .base import LoadResult, Priority, StoredJob, StoreError
 
 if TYPE_CHECKING:
@@ -70,10 +70,8 @@ def _describe(exc: BaseException) -> str:
     return f"{text} ({type(exc).__name__})"
 
 
-class PostgresStore:
+class PostgresStore(ThreadedStore):
     """Background jobs in PostgreSQL tables (see the module docstring for the guarantees)."""
-
-    durable = True
 
     def __init__(
         self,
@@ -101,9 +99,8 @@ class PostgresStore:
             f"{k}={params[k]}" for k in ("host", "port", "dbname", "user") if params.get(k)
         )
         self.description = f"postgresql {shown or '(libpq defaults)'} table {self.jobs_table}"
-        self._thread = DbThread(f"trigear-postgres:{self.jobs_table}")
+        super().__init__(f"trigear-postgres:{self.jobs_table}")
         self._conn: psycopg.Connection[Any] | None = None
-        self._closed = False
         jobs, meta = self.jobs_table, self.meta_table
         self._sql_schema = [
             f"""CREATE TABLE IF NOT EXISTS {jobs} (
@@ -137,36 +134,9 @@ class PostgresStore:
             FROM {jobs} ORDER BY seq"""
         self._sql_meta = f"SELECT value FROM {meta} WHERE key = %s"
 
-    # -- the Store protocol ---------------------------------------------------------------
-
-    async def load(self) -> LoadResult:
-        return await self._run(self._load)
-
-    async def commit(
-        self,
-        add: Sequence[StoredJob],
-        remove: Sequence[bytes],
-        attempts: Sequence[tuple[bytes, int]],
-        last_handle_number: int,
-    ) -> None:
-        await self._run(lambda: self._commit(add, remove, attempts, last_handle_number))
-
-    async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self._thread.running:
-            await self._thread.run(self._drop)
-        await self._thread.stop()
-
     # -- on the database thread -----------------------------------------------------------
 
-    async def _run(self, fn: Callable[[], T]) -> T:
-        if self._closed:
-            raise StoreError(f"{self.description}: the store is closed")
-        return await self._thread.run(fn)
-
-    def _drop(self) -> None:
+    def _close_connection(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
@@ -174,7 +144,7 @@ class PostgresStore:
     def _connect(self) -> psycopg.Connection[Any]:
         if self._conn is not None and not self._conn.closed:
             return self._conn
-        self._drop()
+        self._close_connection()
         pg = _psycopg()
         try:
             conn: psycopg.Connection[Any] = pg.connect(self._conninfo, autocommit=False)
@@ -236,7 +206,7 @@ class PostgresStore:
             except Exception:
                 lost = True
         if lost:
-            self._drop()
+            self._close_connection()
         return bool(lost)
 
     def _load(self) -> LoadResult:

@@ -36,10 +36,10 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Literal, TypeVar
 
-from ._thread import DbThread
+from ._thread import ThreadedStore
 from .base import LoadResult, Priority, StoredJob, StoreError
 
 __all__ = ["SqliteStore"]
@@ -94,10 +94,8 @@ def _describe(exc: BaseException) -> str:
     return f"{exc} ({name})" if name else f"{exc} ({type(exc).__name__})"
 
 
-class SqliteStore:
+class SqliteStore(ThreadedStore):
     """Background jobs in an SQLite file (see the module docstring for the guarantees)."""
-
-    durable = True
 
     def __init__(
         self,
@@ -112,38 +110,10 @@ class SqliteStore:
         self.synchronous = synchronous
         self.busy_timeout = busy_timeout
         self.description = f"sqlite:{self.path}"
-        self._thread = DbThread(f"trigear-sqlite:{self.path}")
+        super().__init__(f"trigear-sqlite:{self.path}")
         self._conn: sqlite3.Connection | None = None
-        self._closed = False
-
-    # -- the Store protocol ---------------------------------------------------------------
-
-    async def load(self) -> LoadResult:
-        return await self._run(self._load)
-
-    async def commit(
-        self,
-        add: Sequence[StoredJob],
-        remove: Sequence[bytes],
-        attempts: Sequence[tuple[bytes, int]],
-        last_handle_number: int,
-    ) -> None:
-        await self._run(lambda: self._commit(add, remove, attempts, last_handle_number))
-
-    async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self._thread.running:
-            await self._thread.run(self._close)
-        await self._thread.stop()
 
     # -- on the database thread -----------------------------------------------------------
-
-    async def _run(self, fn: Callable[[], T]) -> T:
-        if self._closed:
-            raise StoreError(f"{self.description}: the store is closed")
-        return await self._thread.run(fn)
 
     def _open(self) -> sqlite3.Connection:
         if self._conn is not None:
@@ -199,7 +169,7 @@ class SqliteStore:
                 f"{self.description}: schema version {version}, this trigear knows {SCHEMA_VERSION}"
             )
 
-    def _close(self) -> None:
+    def _close_connection(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
@@ -216,7 +186,7 @@ class SqliteStore:
             except sqlite3.Error:
                 reopen = True
         if reopen:
-            self._close()
+            self._close_connection()
         return StoreError(f"{self.description}: {what} failed: {_describe(exc)}")
 
     def _load(self) -> LoadResult:
