@@ -11,7 +11,6 @@ claim them, so its mark is taken off those.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import socket
 import subprocess
@@ -22,13 +21,7 @@ from collections.abc import Iterator
 
 import pytest
 
-_spec = importlib.util.spec_from_file_location(
-    "_trigear_tests_root_conftest", os.path.join(os.path.dirname(__file__), "..", "conftest.py")
-)
-assert _spec is not None and _spec.loader is not None
-_root = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_root)
-require_binary = _root.require_binary
+from peers import require_binary
 
 C_GEARMAND = "/usr/sbin/gearmand"
 PERL_GEARMAND = "/usr/bin/gearmand"

@@ -14,15 +14,9 @@ after a real pause.
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
-import socket
-import subprocess
-import tempfile
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,18 +24,11 @@ import pytest
 import trio
 import trio.testing
 
+from peers import Cluster, missing, open_cluster
 from trigear.protocol import NEED_DATA, Decoder, Role, encode
 from trigear.protocol.packets import Event, JobCreated
 from trigear.server import Server, ServerConfig
 from trigear.store import PostgresStore, SqliteStore, Store, StoredJob
-
-
-def missing(reason: str) -> None:
-    """Skip for a missing peer, or fail where peers are required (as tests/conftest.py)."""
-    if os.environ.get("TRIGEAR_REQUIRE_PEERS") == "1":
-        pytest.fail(f"required peer missing: {reason}")
-    pytest.skip(reason)
-
 
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=3"
 
@@ -340,84 +327,8 @@ def slow_autojump_clock() -> trio.testing.MockClock:
 # --- a throwaway PostgreSQL cluster -------------------------------------------------------------
 
 
-def pg_bin(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    for folder in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
-        if (folder / name).exists():
-            return str(folder / name)
-    return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@dataclass
-class Cluster:
-    """A PostgreSQL cluster in a temporary directory, on its own port."""
-
-    datadir: Path
-    port: int
-    pg_ctl: str
-    run_as: Sequence[str]
-
-    @property
-    def url(self) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
-
-    def _ctl(self, *args: str) -> None:
-        subprocess.run(
-            [*self.run_as, self.pg_ctl, "-D", str(self.datadir), "-w", "-t", "30", *args],
-            check=True,
-            capture_output=True,
-        )
-
-    def start(self) -> None:
-        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.datadir}"
-        self._ctl("-o", options, "-l", str(self.datadir / "log"), "start")
-
-    def stop(self, mode: str = "fast") -> None:
-        self._ctl("-m", mode, "stop")
-
-
 @pytest.fixture
 def pg_cluster() -> Iterator[Cluster]:
     """A cluster of the test's own, which it may stop and start; stopped afterwards."""
-    initdb, pg_ctl = pg_bin("initdb"), pg_bin("pg_ctl")
-    if initdb is None or pg_ctl is None:
-        missing("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
-        raise AssertionError("unreachable")
-    run_as: list[str] = []
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-        runuser = shutil.which("runuser")
-        try:
-            import pwd
-
-            pwd.getpwnam("postgres")
-        except KeyError:
-            runuser = None
-        if runuser is None:
-            missing("running as root without a postgres user and runuser")
-        run_as = [str(runuser), "-u", "postgres", "--"]
-    top = Path(tempfile.mkdtemp(prefix="trigear-dur-pg-"))
-    datadir = top / "data"
-    if run_as:
-        shutil.chown(top, "postgres")
-    subprocess.run(
-        [*run_as, initdb, "-D", str(datadir), "-A", "trust", "-U", "postgres", "--no-sync"],
-        check=True,
-        capture_output=True,
-    )
-    cluster = Cluster(datadir, free_port(), pg_ctl, run_as)
-    try:
-        cluster.start()
+    with open_cluster() as cluster:
         yield cluster
-    finally:
-        with contextlib.suppress(subprocess.CalledProcessError):
-            cluster.stop("immediate")
-        shutil.rmtree(top, ignore_errors=True)

@@ -7,23 +7,13 @@ must survive anything a peer sends.
 
 from __future__ import annotations
 
-import importlib.util
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from interop_helpers import GEARMAND, ServerProc, start_gearmand, start_trigear, stop
 
-# The root conftest (peer requirement helpers) is not importable as a package module.
-_spec = importlib.util.spec_from_file_location(
-    "_trigear_tests_root_conftest_interop",
-    os.path.join(os.path.dirname(__file__), "..", "conftest.py"),
-)
-assert _spec is not None and _spec.loader is not None
-_root = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_root)
-require_binary = _root.require_binary
+from peers import require_binary
 
 StartServer = Callable[..., ServerProc]
 

@@ -7,18 +7,14 @@ throwaway cluster of their own on another port and never touch that server.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import subprocess
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from store_helpers import PG_ADMIN, Cluster, StoreFactory, free_port, missing, pg_bin
+from store_helpers import PG_ADMIN, StoreFactory
 
+from peers import Cluster, missing, open_cluster
 from trigear.store import MemoryStore
 
 
@@ -84,37 +80,6 @@ def durable_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactor
 
 @pytest.fixture
 def pg_cluster() -> Iterator[Cluster]:
-    """A cluster of the test's own, which it may stop and start; killed afterwards."""
-    initdb, pg_ctl = pg_bin("initdb"), pg_bin("pg_ctl")
-    if initdb is None or pg_ctl is None:
-        missing("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
-        raise AssertionError("unreachable")
-    run_as: list[str] = []
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-        runuser = shutil.which("runuser")
-        try:
-            import pwd
-
-            pwd.getpwnam("postgres")
-        except KeyError:
-            runuser = None
-        if runuser is None:
-            missing("running as root without a postgres user and runuser")
-        run_as = [str(runuser), "-u", "postgres", "--"]
-    top = Path(tempfile.mkdtemp(prefix="trigear-pg-"))
-    datadir = top / "data"
-    if run_as:
-        shutil.chown(top, "postgres")
-    subprocess.run(
-        [*run_as, initdb, "-D", str(datadir), "-A", "trust", "-U", "postgres", "--no-sync"],
-        check=True,
-        capture_output=True,
-    )
-    cluster = Cluster(datadir, free_port(), pg_ctl, run_as)
-    try:
-        cluster.start()
+    """A cluster of the test's own, which it may stop and start; stopped afterwards."""
+    with open_cluster("-c fsync=off") as cluster:
         yield cluster
-    finally:
-        with contextlib.suppress(subprocess.CalledProcessError):
-            cluster.stop("immediate")
-        shutil.rmtree(top, ignore_errors=True)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from store_helpers import PG_ADMIN, Cluster, job
+from store_helpers import PG_ADMIN, job
 
+from peers import Cluster
 from trigear.store import PostgresStore, StoreError
 
 pytestmark = pytest.mark.postgres
