@@ -1,1 +1,39 @@
-"""Shared test setup.  The helpers for real peers live in ``tests/peers.py``."""
+"""Fixtures every test directory may use.  Helpers for real peers: ``tests/peers.py``."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from peers import PG_ADMIN, missing
+
+
+@pytest.fixture(scope="session")
+def pg_available() -> None:
+    """The machine's PostgreSQL on 127.0.0.1:5432, or a skip (a failure in CI)."""
+    try:
+        import psycopg
+    except ImportError:
+        missing("psycopg is not installed")
+        return
+    try:
+        psycopg.connect(PG_ADMIN).close()
+    except psycopg.Error as exc:
+        missing(f"no PostgreSQL at 127.0.0.1:5432 (user postgres, database test): {exc}")
+
+
+@pytest.fixture
+def pg_url(pg_available: None) -> Iterator[str]:
+    """A URL whose search_path is a fresh schema, dropped (with its tables) afterwards."""
+    import psycopg
+
+    schema = f"trigear_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")

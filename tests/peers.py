@@ -20,6 +20,9 @@ from pathlib import Path
 
 import pytest
 
+#: The machine's PostgreSQL server (trust auth), for tests that need a real one.
+PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=3"
+
 
 def missing(reason: str) -> None:
     """Skip for a missing peer, or fail where peers are required."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,76 +23,12 @@ import pytest
 import trio
 import trio.testing
 
-from peers import Cluster, missing, open_cluster
-from trigear.protocol import NEED_DATA, Decoder, Role, encode
-from trigear.protocol.packets import Event, JobCreated
+from memory_peer import Peer
+from peers import Cluster, open_cluster
 from trigear.server import Server, ServerConfig
 from trigear.store import PostgresStore, SqliteStore, Store, StoredJob
 
-PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=3"
-
-
 # --- peers ------------------------------------------------------------------------------------
-
-
-class Peer:
-    """A scripted Gearman peer on an in-memory connection."""
-
-    def __init__(self, stream: trio.abc.Stream) -> None:
-        self.stream = stream
-        self.decoder = Decoder(Role.CLIENT)
-        self.text = b""
-
-    async def send(self, *events: Event) -> None:
-        await self.stream.send_all(b"".join(encode(e, Role.CLIENT, validate=False) for e in events))
-
-    async def recv(self, within: float = 10) -> Event:
-        with trio.fail_after(within):
-            while True:
-                ev = self.decoder.next_event()
-                if ev is not NEED_DATA:
-                    return ev  # type: ignore[return-value]
-                data = await self.stream.receive_some(65536)
-                if not data:
-                    raise EOFError("server closed the connection")
-                self.decoder.receive_data(data)
-
-    async def recv_n(self, n: int) -> list[Event]:
-        return [await self.recv() for _ in range(n)]
-
-    async def created(self) -> bytes:
-        ev = await self.recv()
-        assert isinstance(ev, JobCreated), ev
-        return ev.handle
-
-    async def nothing(self, seconds: float = 0.3) -> None:
-        """Assert the server sends nothing for ``seconds``."""
-        ev = self.decoder.next_event()
-        assert ev is NEED_DATA, f"unexpected {ev!r}"
-        with trio.move_on_after(seconds):
-            data = await self.stream.receive_some(65536)
-            raise AssertionError(f"unexpected bytes {data!r}")
-
-    async def admin(self, line: str) -> bytes:
-        await self.stream.send_all(line.encode() + b"\n")
-        with trio.fail_after(10):
-            while True:
-                buf = self.text
-                if buf.startswith((b"OK", b"ERR")) and b"\n" in buf:
-                    end = buf.index(b"\n") + 1
-                    self.text = buf[end:]
-                    return buf[:end]
-                if b"\n.\n" in buf or buf.startswith(b".\n"):
-                    end = buf.index(b".\n") + 2
-                    self.text = buf[end:]
-                    return buf[:end]
-                data = await self.stream.receive_some(65536)
-                if not data:
-                    raise EOFError("server closed the connection")
-                self.text += data
-
-    async def aclose(self) -> None:
-        await self.stream.aclose()
 
 
 # --- stores ------------------------------------------------------------------------------------
@@ -165,34 +100,6 @@ async def wait_until(condition: Callable[[], bool], limit: float = 10) -> None:
     with trio.fail_after(limit):
         while not condition():  # noqa: ASYNC110
             await trio.sleep(0.01)
-
-
-@pytest.fixture(scope="session")
-def pg_available() -> None:
-    try:
-        import psycopg
-    except ImportError:
-        missing("psycopg is not installed")
-        return
-    try:
-        psycopg.connect(PG_ADMIN).close()
-    except psycopg.Error as exc:
-        missing(f"no PostgreSQL at 127.0.0.1:5432 (user postgres, database test): {exc}")
-
-
-@pytest.fixture
-def pg_url(pg_available: None) -> Iterator[str]:
-    """A URL whose search_path is a fresh schema, dropped (with its tables) afterwards."""
-    import psycopg
-
-    schema = f"trigear_dur_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 POSTGRES = pytest.param("postgres", marks=pytest.mark.postgres)

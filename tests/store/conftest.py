@@ -7,43 +7,14 @@ throwaway cluster of their own on another port and never touch that server.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from store_helpers import PG_ADMIN, StoreFactory
+from store_helpers import StoreFactory
 
-from peers import Cluster, missing, open_cluster
+from peers import Cluster, open_cluster
 from trigear.store import MemoryStore
-
-
-@pytest.fixture(scope="session")
-def pg_available() -> None:
-    try:
-        import psycopg
-    except ImportError:
-        missing("psycopg is not installed")
-        return
-    try:
-        psycopg.connect(PG_ADMIN).close()
-    except psycopg.Error as exc:
-        missing(f"no PostgreSQL at 127.0.0.1:5432 (user postgres, database test): {exc}")
-
-
-@pytest.fixture
-def pg_url(pg_available: None) -> Iterator[str]:
-    """A URL whose search_path is a fresh schema, dropped (with its tables) afterwards."""
-    import psycopg
-
-    schema = f"trigear_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/test?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 def _factory(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:

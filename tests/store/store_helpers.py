@@ -7,8 +7,6 @@ from collections.abc import Callable
 
 from trigear.store import LoadResult, Store, StoredJob
 
-PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test connect_timeout=3"
-
 StoreFactory = Callable[[], Store]
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from store_helpers import PG_ADMIN, job
+from store_helpers import job
 
-from peers import Cluster
+from peers import PG_ADMIN, Cluster
 from trigear.store import PostgresStore, StoreError
 
 pytestmark = pytest.mark.postgres
