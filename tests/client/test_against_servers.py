@@ -10,32 +10,17 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 import anyio
 import pytest
+from client_helpers import serving, until
 
 import trigear
 from trigear import Priority
 
 if TYPE_CHECKING:
     from conftest import ServerProcess
-
-
-async def until(predicate: Callable[[], bool]) -> None:
-    """Poll a condition another task changes (callers bound it with fail_after)."""
-    while not predicate():  # noqa: ASYNC110
-        await anyio.sleep(0.01)
-
-
-@asynccontextmanager
-async def serving(worker: trigear.Worker, concurrency: int = 4) -> AsyncIterator[None]:
-    async with anyio.create_task_group() as tg:
-        await tg.start(functools.partial(worker.run, concurrency=concurrency))
-        yield
-        tg.cancel_scope.cancel()
 
 
 def rev_worker(server: ServerProcess) -> trigear.Worker:

@@ -3,31 +3,16 @@ going under a running client and worker."""
 
 from __future__ import annotations
 
-import functools
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
+from client_helpers import serving, until
 
 import trigear
 
 if TYPE_CHECKING:
     from conftest import ServerProcess
-
-
-async def until(predicate: Callable[[], bool]) -> None:
-    while not predicate():  # noqa: ASYNC110
-        await anyio.sleep(0.01)
-
-
-@asynccontextmanager
-async def serving(worker: trigear.Worker, concurrency: int = 8) -> AsyncIterator[None]:
-    async with anyio.create_task_group() as tg:
-        await tg.start(functools.partial(worker.run, concurrency=concurrency))
-        yield
-        tg.cancel_scope.cancel()
 
 
 def quiet(client: trigear.Client) -> dict[str, int]:
@@ -56,7 +41,7 @@ async def test_cancel_at_every_stage_then_keep_going(server: ServerProcess) -> N
         assert quiet(client) == {"pending": 0, "jobs": 0}
 
     with anyio.fail_after(60):
-        async with serving(worker), trigear.open_client(server.address) as client:
+        async with serving(worker, 8), trigear.open_client(server.address) as client:
             # Before send: a cancelled scope sends nothing at all.
             with anyio.CancelScope() as scope:
                 scope.cancel()
@@ -136,7 +121,7 @@ async def test_servers_stop_and_restart_mid_run(make_server: Any) -> None:
             await anyio.sleep(0.002)
 
     with anyio.fail_after(60):
-        async with serving(worker), trigear.open_client(a.address, b.address) as client:
+        async with serving(worker, 8), trigear.open_client(a.address, b.address) as client:
             await submit_many(client, "warm", 40)
             assert {str(x) for x in client._handles.values()} == {a.address, b.address}
             async with anyio.create_task_group() as tg:
