@@ -290,8 +290,14 @@ class Server:
         stall = self.config.stall_timeout
         sock = stream.socket
         wait_readable = trio.lowlevel.wait_readable
+        checkpoint = trio.lowlevel.checkpoint
+        ready = False
         while True:
-            if decoder.mid_packet:
+            if ready:
+                # The last read returned data: more may be waiting already.  Yield once
+                # (fairness), then try to read before paying for an epoll wait.
+                await checkpoint()
+            elif decoder.mid_packet:
                 with trio.move_on_after(stall) as scope:
                     await wait_readable(sock)
                 if scope.cancelled_caught:
@@ -302,11 +308,13 @@ class Server:
             try:
                 data = os.read(fd, _READ_SIZE)
             except BlockingIOError:
+                ready = False
                 continue
             except OSError:
                 return
             if not data:
                 return
+            ready = True
             decoder.receive_data(data)
             await self._hand_over(decoder, peer)
 
