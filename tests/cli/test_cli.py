@@ -209,3 +209,36 @@ def test_sigusr1_is_graceful_too(server: tuple[subprocess.Popen[str], int]) -> N
     os.kill(proc.pid, signal.SIGUSR1)
     assert proc.wait(timeout=20) == 0
     c.close()
+
+
+def test_listens_on_every_address_given_ipv6_too() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    port = free_port()
+    proc = subprocess.Popen(
+        [*TRIGEAR, "-p", str(port), "-L", "::1", "-L", "127.0.0.1"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.time() + 20
+        for family, host in ((socket.AF_INET6, "::1"), (socket.AF_INET, "127.0.0.1")):
+            while True:
+                try:
+                    with socket.socket(family) as s:
+                        s.settimeout(5)
+                        s.connect((host, port))
+                        s.sendall(b"version\n")
+                        assert s.recv(100).startswith(b"OK trigear-")
+                    break
+                except ConnectionRefusedError:
+                    assert time.time() < deadline and proc.poll() is None
+                    time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 0
+        assert f"listening on [::1]:{port}, 127.0.0.1:{port}" in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
