@@ -51,6 +51,7 @@ from ..protocol.packets import (
     OptionReq,
     OptionRes,
     PreSleep,
+    Priority,
     ResetAbilities,
     SetClientId,
     StatusRes,
@@ -462,12 +463,10 @@ class Dispatcher:
 
     def _lose_run(self, job: Job) -> None:
         """The worker running ``job`` is gone or gave it up: requeue it under the same
-        handle and count an attempt (S9), unless the retries are spent (S10)."""
+        handle and count an attempt (S9), unless the retries are spent (S10) or nobody
+        wants the result any more (S12)."""
         func = job.func
-        func.running -= 1
-        job.worker = None
         job.attempts += 1
-        self.stats.jobs_requeued += 1
         retries = self.config.job_retries
         if retries >= 0 and job.attempts > retries:
             self.stats.retries_exhausted += 1
@@ -478,21 +477,20 @@ class Dispatcher:
                 func.name.decode(errors="replace"),
                 retries,
             )
-            job.state = JobState.QUEUED  # counted as waiting for _finish's bookkeeping
-            func.counts[job.priority] += 1
             fail = encode_response(WorkFail(job.handle))
             for c in job.clients:
                 self._send(c, fail)
             self._finish(job)
             return
-        if job.stored:
-            self._store_attempts(job)
         if not job.clients and not job.background:
             # Its clients left while it ran: nobody wants the result (S12).
-            job.state = JobState.QUEUED
-            func.counts[job.priority] += 1
             self._finish(job)
             return
+        self.stats.jobs_requeued += 1
+        if job.stored:
+            self._store_attempts(job)
+        func.running -= 1
+        job.worker = None
         job.state = JobState.QUEUED
         func.counts[job.priority] += 1
         func.queues[job.priority].appendleft(job)
@@ -722,8 +720,6 @@ class Dispatcher:
     # --- the store ------------------------------------------------------------------------
 
     def _stored_job(self, job: Job) -> StoredJob:
-        from ..protocol.packets import Priority
-
         return StoredJob(
             handle=job.handle,
             function=job.func.name,
