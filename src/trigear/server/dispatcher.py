@@ -364,10 +364,14 @@ class Dispatcher:
         sleepers = func.sleepers
         woken = list(sleepers) if n <= 0 else list(sleepers)[:n]
         for w in woken:
-            w.sleeping = False
-            for f in w.funcs:
-                f.sleepers.pop(w, None)
-            self._send(w, _NOOP)
+            self._wake_peer(w)
+
+    def _wake_peer(self, w: Peer) -> None:
+        """One NOOP ends one sleep (S5)."""
+        w.sleeping = False
+        for f in w.funcs:
+            f.sleepers.pop(w, None)
+        self._send(w, _NOOP)
 
     # --- grabbing ---------------------------------------------------------------------
 
@@ -517,10 +521,7 @@ class Dispatcher:
             if peer.sleeping:
                 if self._has_job(peer):
                     # It sleeps next to work it can now do: wake it (S5).
-                    peer.sleeping = False
-                    for f in peer.funcs:
-                        f.sleepers.pop(peer, None)
-                    self._send(peer, _NOOP)
+                    self._wake_peer(peer)
                 else:
                     func.sleepers[peer] = None
 
