@@ -1,32 +1,83 @@
-"""trigear: a Gearman job server, client and worker library on Trio."""
+"""trigear: a Gearman job server, client and worker library on Trio.
 
-from . import protocol
-from ._errors import (
-    ConnectionLost,
-    GearmanError,
-    JobException,
-    JobFailed,
-    NoServerAvailable,
-    ServerError,
-)
-from .client import (
-    Client,
-    JobStatus,
-    JobStream,
-    Update,
-    WorkData,
-    WorkStatus,
-    WorkWarning,
-    open_client,
-)
-from .protocol.packets import Priority
-from .worker import Job, JobFunction, Worker
+The public API, in one place (``tests/test_exports.py`` pins it):
 
-__version__ = "0.1.0"
+* the client side (:mod:`trigear.client`, on anyio): :func:`open_client`,
+  :class:`Client`, :class:`JobStream`, the progress updates, :class:`Worker` and the
+  :class:`Job` a worker function gets, and the errors;
+* the embeddable server (:mod:`trigear.server`, on Trio): :func:`serve_gearman`,
+  :class:`Server`, :class:`ServerConfig`, and :func:`open_store` for a durable store;
+* :class:`Priority`, and the sans-IO protocol core as :mod:`trigear.protocol`.
+
+Names are imported on first use, so ``import trigear.protocol`` loads the protocol core
+and nothing else (no anyio, no trio), and a client program never imports the server.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from . import protocol
+    from .client import (
+        Client,
+        ConnectionLost,
+        DataUpdate,
+        GearmanError,
+        Job,
+        JobException,
+        JobFailed,
+        JobFunction,
+        JobStatus,
+        JobStream,
+        NoServerAvailable,
+        ServerError,
+        StatusUpdate,
+        Update,
+        WarningUpdate,
+        Worker,
+        open_client,
+    )
+    from .protocol.packets import Priority
+    from .server import Server, ServerConfig, serve_gearman
+    from .store import open_store
+
+#: Public name -> the module that defines it.
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys(
+        (
+            "Client",
+            "ConnectionLost",
+            "DataUpdate",
+            "GearmanError",
+            "Job",
+            "JobException",
+            "JobFailed",
+            "JobFunction",
+            "JobStatus",
+            "JobStream",
+            "NoServerAvailable",
+            "ServerError",
+            "StatusUpdate",
+            "Update",
+            "WarningUpdate",
+            "Worker",
+            "open_client",
+        ),
+        "trigear.client",
+    ),
+    **dict.fromkeys(("Server", "ServerConfig", "serve_gearman"), "trigear.server"),
+    "open_store": "trigear.store",
+    "Priority": "trigear.protocol.packets",
+}
 
 __all__ = [
     "Client",
     "ConnectionLost",
+    "DataUpdate",
     "GearmanError",
     "Job",
     "JobException",
@@ -36,13 +87,31 @@ __all__ = [
     "JobStream",
     "NoServerAvailable",
     "Priority",
+    "Server",
+    "ServerConfig",
     "ServerError",
+    "StatusUpdate",
     "Update",
-    "WorkData",
-    "WorkStatus",
-    "WorkWarning",
+    "WarningUpdate",
     "Worker",
     "__version__",
     "open_client",
+    "open_store",
     "protocol",
+    "serve_gearman",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "protocol":
+        return importlib.import_module("trigear.protocol")
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'trigear' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -17,10 +17,10 @@ from collections.abc import Callable, Sequence
 
 import trio
 
-from . import __version__
+from ._version import __version__
 from .protocol.limits import Limits
 from .server.config import ServerConfig
-from .server.server import Server
+from .server.serve import Server
 from .store.base import Store
 
 __all__ = ["build_parser", "main"]

@@ -2,6 +2,6 @@
 
 from .config import ServerConfig
 from .dispatcher import Dispatcher, ServerStats
-from .server import Server, serve_gearman
+from .serve import Server, serve_gearman
 
 __all__ = ["Dispatcher", "Server", "ServerConfig", "ServerStats", "serve_gearman"]

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import __version__
+from .._version import __version__
 from ..protocol.admin import parse_admin_line
 from ..protocol.codec import encode_response
 from ..protocol.errors import RemoteProtocolError
@@ -75,7 +75,7 @@ from ..protocol.packets import (
 )
 from ..store.base import LoadResult, StoredJob
 from .config import ServerConfig
-from .state import Func, Job, JobState, Peer, PendingReply
+from .state import Func, JobRecord, JobState, Peer, PendingReply
 
 __all__ = ["Dispatcher", "ServerStats", "StoreBatch"]
 
@@ -167,14 +167,14 @@ class Dispatcher:
         self.wall = 0.0
         self.stats = ServerStats()
         self.funcs: dict[bytes, Func] = {}
-        self.jobs: dict[bytes, Job] = {}
+        self.jobs: dict[bytes, JobRecord] = {}
         self.peers: dict[int, Peer] = {}
         self._maxqueue: dict[bytes, tuple[int, int, int]] = {}
         self._handle_prefix = b"H:" + self.config.job_handle_prefix.encode() + b":"
         self._next_handle = first_handle
         self._dirty: list[Peer] = []
-        self._timeouts: list[tuple[float, int, Job, int]] = []
-        self._epochs: list[tuple[int, int, Job]] = []
+        self._timeouts: list[tuple[float, int, JobRecord, int]] = []
+        self._epochs: list[tuple[int, int, JobRecord]] = []
         self._seq = 0
         self._batch = StoreBatch()
         self._inflight: StoreBatch | None = None
@@ -304,7 +304,7 @@ class Dispatcher:
         if limit and func.total >= limit:
             self._send(peer, _QUEUE_FULL)
             return
-        job = Job(self._new_handle(), func, unique, data, prio, bg)
+        job = JobRecord(self._new_handle(), func, unique, data, prio, bg)
         self.stats.jobs_submitted += 1
         job.reducer = reducer
         job.when = when
@@ -323,7 +323,7 @@ class Dispatcher:
         self._send(peer, encode_response(JobCreated(job.handle)))
         self._enqueue_new(job)
 
-    def _enqueue_new(self, job: Job) -> None:
+    def _enqueue_new(self, job: JobRecord) -> None:
         """A new job becomes runnable now or is scheduled (S15)."""
         func = job.func
         if job.state is not JobState.COMMITTING:
@@ -338,7 +338,7 @@ class Dispatcher:
         if func.sleepers:
             self._wake(func)
 
-    def _join(self, peer: Peer, job: Job, bg: bool) -> None:
+    def _join(self, peer: Peer, job: JobRecord, bg: bool) -> None:
         """A submit that matches a live job by unique gets its handle (S2)."""
         self.stats.jobs_coalesced += 1
         if bg:
@@ -375,7 +375,7 @@ class Dispatcher:
 
     # --- grabbing ---------------------------------------------------------------------
 
-    def _next_job(self, peer: Peer) -> Job | None:
+    def _next_job(self, peer: Peer) -> JobRecord | None:
         """The next job for ``peer``: HIGH before NORMAL before LOW, FIFO within a level,
         round-robin across the worker's functions (S3)."""
         funcs = peer.funcs
@@ -407,7 +407,7 @@ class Dispatcher:
                     q.popleft()
         return False
 
-    def _assign(self, peer: Peer, job: Job) -> None:
+    def _assign(self, peer: Peer, job: JobRecord) -> None:
         func = job.func
         func.counts[job.priority] -= 1
         func.running += 1
@@ -445,7 +445,7 @@ class Dispatcher:
 
     # --- ending and losing jobs --------------------------------------------------------
 
-    def _finish(self, job: Job) -> None:
+    def _finish(self, job: JobRecord) -> None:
         """Forget a job for good."""
         func = job.func
         if job.state is JobState.RUNNING:
@@ -465,7 +465,7 @@ class Dispatcher:
         if job.stored:
             self._store_remove(job)
 
-    def _lose_run(self, job: Job) -> None:
+    def _lose_run(self, job: JobRecord) -> None:
         """The worker running ``job`` is gone or gave it up: requeue it under the same
         handle and count an attempt (S9), unless the retries are spent (S10) or nobody
         wants the result any more (S12)."""
@@ -501,7 +501,7 @@ class Dispatcher:
         if func.sleepers:
             self._wake(func)
 
-    def _held(self, peer: Peer, handle: bytes, not_found: bytes) -> Job | None:
+    def _held(self, peer: Peer, handle: bytes, not_found: bytes) -> JobRecord | None:
         job = peer.held.get(handle)
         if job is None:
             self._send(peer, not_found)
@@ -720,7 +720,7 @@ class Dispatcher:
 
     # --- the store ------------------------------------------------------------------------
 
-    def _stored_job(self, job: Job) -> StoredJob:
+    def _stored_job(self, job: JobRecord) -> StoredJob:
         return StoredJob(
             handle=job.handle,
             function=job.func.name,
@@ -732,24 +732,24 @@ class Dispatcher:
             attempts=job.attempts,
         )
 
-    def _store_add(self, job: Job) -> None:
+    def _store_add(self, job: JobRecord) -> None:
         job.stored = True
         self._batch.add[job.handle] = self._stored_job(job)
 
-    def _store_remove(self, job: Job) -> None:
+    def _store_remove(self, job: JobRecord) -> None:
         job.stored = False
         if self._batch.add.pop(job.handle, None) is None:
             self._batch.remove.append(job.handle)
         self._batch.attempts.pop(job.handle, None)
 
-    def _store_attempts(self, job: Job) -> None:
+    def _store_attempts(self, job: JobRecord) -> None:
         pending = self._batch.add.get(job.handle)
         if pending is not None:
             pending.attempts = job.attempts
         else:
             self._batch.attempts[job.handle] = job.attempts
 
-    def _adding_batch(self, job: Job) -> StoreBatch | None:
+    def _adding_batch(self, job: JobRecord) -> StoreBatch | None:
         """The batch, pending or in flight, whose commit writes ``job``, if any."""
         if job.handle in self._batch.add:
             return self._batch
@@ -757,7 +757,7 @@ class Dispatcher:
             return self._inflight
         return None
 
-    def _hold_reply(self, peer: Peer, job: Job, batch: StoreBatch | None = None) -> None:
+    def _hold_reply(self, peer: Peer, job: JobRecord, batch: StoreBatch | None = None) -> None:
         """Hold ``peer``'s JOB_CREATED until ``batch`` (default: the next) commits."""
         reply = PendingReply(job, peer, reply=encode_response(JobCreated(job.handle)))
         peer.waiting.append(reply)
@@ -827,7 +827,7 @@ class Dispatcher:
         self._next_handle = max(self._next_handle, loaded.last_handle_number + 1)
         for sj in loaded.jobs:
             func = self._func(sj.function)
-            job = Job(sj.handle, func, sj.unique, sj.data, int(sj.priority), True)
+            job = JobRecord(sj.handle, func, sj.unique, sj.data, int(sj.priority), True)
             job.when = sj.when
             job.reducer = sj.reducer
             job.attempts = sj.attempts
@@ -877,7 +877,7 @@ class Dispatcher:
     def version(self) -> str:
         return f"trigear-{__version__}"
 
-    def all_jobs(self) -> Iterable[Job]:
+    def all_jobs(self) -> Iterable[JobRecord]:
         return self.jobs.values()
 
 

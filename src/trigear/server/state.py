@@ -1,6 +1,6 @@
 """The records the dispatcher keeps: jobs, functions and peers.
 
-Plain classes with ``__slots__``: the server keeps one :class:`Job` per queued job, and a
+Plain classes with ``__slots__``: the server keeps one :class:`JobRecord` per queued job, and a
 million queued jobs must fit in far less memory than gearmand needs for them, so a job
 holds only what the protocol needs and shares its function record.
 """
@@ -11,7 +11,7 @@ import enum
 from collections import deque
 from dataclasses import dataclass, field
 
-__all__ = ["Func", "Job", "JobState", "Peer", "PendingReply"]
+__all__ = ["Func", "JobRecord", "JobState", "Peer", "PendingReply"]
 
 
 class JobState(enum.IntEnum):
@@ -24,7 +24,7 @@ class JobState(enum.IntEnum):
     DONE = 4
 
 
-class Job:
+class JobRecord:
     """One live job, known by its handle."""
 
     __slots__ = (
@@ -80,7 +80,7 @@ class Job:
         self.run_id = 0
 
     def __repr__(self) -> str:
-        return f"<Job {self.handle!r} {self.func.name!r} {self.state.name}>"
+        return f"<JobRecord {self.handle!r} {self.func.name!r} {self.state.name}>"
 
 
 class Func:
@@ -101,12 +101,16 @@ class Func:
         self.name = name
         #: One FIFO per priority (HIGH, NORMAL, LOW).  Entries whose job is no longer
         #: QUEUED are dropped lazily when they reach the head.
-        self.queues: tuple[deque[Job], deque[Job], deque[Job]] = (deque(), deque(), deque())
+        self.queues: tuple[deque[JobRecord], deque[JobRecord], deque[JobRecord]] = (
+            deque(),
+            deque(),
+            deque(),
+        )
         #: Jobs waiting to run, per priority (queued or scheduled).
         self.counts = [0, 0, 0]
         self.running = 0
         #: Live jobs with a non-empty unique, by coalescing key (S2).
-        self.uniques: dict[bytes, Job] = {}
+        self.uniques: dict[bytes, JobRecord] = {}
         #: Connections that can do this function, in CAN_DO order.
         self.workers: dict[Peer, None] = {}
         #: Of those, the ones asleep after PRE_SLEEP, oldest first (S5).
@@ -131,7 +135,7 @@ class PendingReply:
     the order of the requests.
     """
 
-    job: Job
+    job: JobRecord
     peer: Peer
     ready: bool = False
     reply: bytes = b""
@@ -175,9 +179,9 @@ class Peer:
         self.sleeping = False
         self.exceptions = False
         #: Jobs assigned to this connection as a worker, by handle.
-        self.held: dict[bytes, Job] = {}
+        self.held: dict[bytes, JobRecord] = {}
         #: Foreground jobs this connection waits on as a client.
-        self.jobs: set[Job] = set()
+        self.jobs: set[JobRecord] = set()
         #: Encoded output not yet handed to the writer.
         self.out: list[bytes] = []
         self.waiting: deque[PendingReply] = deque()

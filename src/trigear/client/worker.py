@@ -36,11 +36,11 @@ import anyio
 import anyio.abc
 import anyio.to_thread
 
-from ._connection import Connection
-from ._errors import ConnectionLost, JobFailed
-from ._servers import Address, Backoff, parse_addresses
-from .protocol import check, encode_request
-from .protocol import packets as P
+from ..protocol import check, encode_request
+from ..protocol import packets as P
+from .connection import Connection
+from .errors import ConnectionLost, JobFailed
+from .placement import Address, Backoff, parse_addresses
 
 __all__ = ["Job", "JobFunction", "Worker"]
 
@@ -80,7 +80,7 @@ class Job:
     __slots__ = ("_wc", "data", "function", "handle", "unique")
 
     def __init__(
-        self, wc: _WorkerConnection, handle: bytes, function: str, unique: bytes, data: bytes
+        self, wc: _WorkerSession, handle: bytes, function: str, unique: bytes, data: bytes
     ) -> None:
         self._wc = wc
         self.handle = handle
@@ -128,7 +128,7 @@ def _to_bytes(value: object) -> bytes:
     raise TypeError(f"a worker function must return bytes, str or None, not {type(value).__name__}")
 
 
-class _WorkerConnection:
+class _WorkerSession:
     """The grab/sleep state machine of one connection.  Every method is synchronous."""
 
     def __init__(self, worker: Worker, conn: Connection, tg: anyio.abc.TaskGroup) -> None:
@@ -282,7 +282,7 @@ class Worker:
             check(P.SetClientId(client_id))
         self.client_id: bytes | None = client_id
         self.functions: dict[bytes, _Function] = {}
-        self.connections: set[_WorkerConnection] = set()
+        self.connections: set[_WorkerSession] = set()
         self.free = 0
         self.stopping = False
         self.limiter = anyio.CapacityLimiter(1)
@@ -419,7 +419,7 @@ class Worker:
     ) -> ConnectionLost | None:
         error: ConnectionLost | None = None
         async with anyio.create_task_group() as tg:
-            wc = _WorkerConnection(self, conn, tg)
+            wc = _WorkerSession(self, conn, tg)
 
             async def run_connection() -> None:
                 nonlocal error

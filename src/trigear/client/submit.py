@@ -11,7 +11,7 @@ How a call maps to the wire, and what cancelling it does (see ``docs/client.md``
   answer (so later calls stay matched), and a JOB_CREATED it swallows registers nothing,
   so WORK_* for that job are dropped.  A call cancelled after JOB_CREATED unregisters
   its handle at once.  The connection stays usable in every case; packets are queued
-  whole (see :mod:`trigear._connection`), so no half packet is ever left on the wire.
+  whole (see :mod:`trigear.client.connection`), so no half packet is ever left on the wire.
 * A submit whose connection dies before JOB_CREATED is retried on the next server (the
   server may or may not have taken it: at-least-once, as Gearman always is).  A foreground
   job whose connection dies after JOB_CREATED raises :class:`ConnectionLost`: the job may
@@ -31,8 +31,11 @@ from typing import Any, Final
 import anyio
 import anyio.abc
 
-from ._connection import Connection
-from ._errors import (
+from ..protocol import check, encode_request
+from ..protocol import packets as P
+from ..protocol.packets import Priority
+from .connection import Connection
+from .errors import (
     ConnectionLost,
     GearmanError,
     JobException,
@@ -40,19 +43,16 @@ from ._errors import (
     NoServerAvailable,
     ServerError,
 )
-from ._servers import Address, Backoff, Placement, parse_addresses
-from .protocol import check, encode_request
-from .protocol import packets as P
-from .protocol.packets import Priority
+from .placement import Address, Backoff, Placement, parse_addresses
 
 __all__ = [
     "Client",
+    "DataUpdate",
     "JobStatus",
     "JobStream",
+    "StatusUpdate",
     "Update",
-    "WorkData",
-    "WorkStatus",
-    "WorkWarning",
+    "WarningUpdate",
     "open_client",
 ]
 
@@ -76,28 +76,28 @@ _BACKGROUND: Final[dict[Priority, type[Any]]] = {
 
 
 @dataclass(frozen=True, slots=True)
-class WorkData:
+class DataUpdate:
     """A WORK_DATA packet: a piece of partial output."""
 
     data: bytes
 
 
 @dataclass(frozen=True, slots=True)
-class WorkWarning:
+class WarningUpdate:
     """A WORK_WARNING packet."""
 
     data: bytes
 
 
 @dataclass(frozen=True, slots=True)
-class WorkStatus:
+class StatusUpdate:
     """A WORK_STATUS packet: progress ``numerator`` out of ``denominator``."""
 
     numerator: int
     denominator: int
 
 
-Update = WorkData | WorkWarning | WorkStatus
+Update = DataUpdate | WarningUpdate | StatusUpdate
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +139,7 @@ class _Waiter:
         self.error: GearmanError | None = None
         self.abandoned = False
 
-    def answer(self, event: Any, conn: _ClientConnection) -> None:
+    def answer(self, event: Any, conn: _Session) -> None:
         if type(event) is P.Error:
             self.error = ServerError(event.code, event.text)
         else:
@@ -165,7 +165,7 @@ class _Waiter:
         return self.value
 
 
-class _Job(_Waiter):
+class _Submission(_Waiter):
     """A submit: first waits for JOB_CREATED, then (foreground) for the job to end."""
 
     __slots__ = ("background", "created", "handle", "outcome", "updates")
@@ -179,7 +179,7 @@ class _Job(_Waiter):
         self.outcome: tuple[str, bytes] | None = None
         self.updates: deque[Update] | None = deque() if stream else None
 
-    def answer(self, event: Any, conn: _ClientConnection) -> None:
+    def answer(self, event: Any, conn: _Session) -> None:
         if type(event) is P.Error:
             self.error = ServerError(event.code, event.text)
             self.changed.set()
@@ -233,22 +233,23 @@ class _Job(_Waiter):
 # --- one connection -----------------------------------------------------------------
 
 
-class _ClientConnection:
-    """A :class:`Connection` plus the client's routing state for it."""
+class _Session:
+    """The client's session with one server: its :class:`Connection` and the routing
+    state that matches answers to calls."""
 
     __slots__ = ("conn", "jobs", "pending")
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.pending: deque[_Waiter] = deque()
-        self.jobs: dict[bytes, list[_Job]] = {}
+        self.jobs: dict[bytes, list[_Submission]] = {}
 
     def request(self, waiter: _Waiter, packet: bytes) -> None:
         """Queue a request and its FIFO entry together (no await between them)."""
         self.conn.send(packet)
         self.pending.append(waiter)
 
-    def forget(self, job: _Job) -> None:
+    def forget(self, job: _Submission) -> None:
         """Stop routing WORK_* for ``job`` (its caller gave up)."""
         job.abandoned = True
         if job.handle is None:
@@ -276,11 +277,11 @@ class _ClientConnection:
                     continue
                 item: Update
                 if cls is P.WorkData:
-                    item = WorkData(ev.data)
+                    item = DataUpdate(ev.data)
                 elif cls is P.WorkWarning:
-                    item = WorkWarning(ev.data)
+                    item = WarningUpdate(ev.data)
                 else:
-                    item = WorkStatus(_number(ev.numerator), _number(ev.denominator))
+                    item = StatusUpdate(_number(ev.numerator), _number(ev.denominator))
                 for job in listeners:
                     job.update(item)
             elif cls in _ANSWERS:
@@ -323,12 +324,12 @@ _ANSWERS: Final = frozenset(
 class JobStream:
     """A foreground job whose progress is being read (from :meth:`Client.submit_stream`).
 
-    ``async for update in job`` yields :class:`WorkData`, :class:`WorkStatus` and
-    :class:`WorkWarning` in the order the worker sent them and stops when the job
+    ``async for update in job`` yields :class:`DataUpdate`, :class:`StatusUpdate` and
+    :class:`WarningUpdate` in the order the worker sent them and stops when the job
     completes; if it fails it raises :class:`JobFailed` or :class:`JobException`.
     """
 
-    def __init__(self, job: _Job) -> None:
+    def __init__(self, job: _Submission) -> None:
         self._job = job
         assert job.handle is not None
         self.handle: bytes = job.handle
@@ -389,7 +390,7 @@ class Client:
         if self._client_id is not None:
             check(P.SetClientId(self._client_id))
         self._placement = Placement(self.servers)
-        self._conns: dict[Address, _ClientConnection] = {}
+        self._conns: dict[Address, _Session] = {}
         self._locks = {a: anyio.Lock() for a in self.servers}
         self._backoff = {a: Backoff() for a in self.servers}
         self._handles: OrderedDict[bytes, Address] = OrderedDict()
@@ -397,7 +398,7 @@ class Client:
 
     # -- connections --
 
-    async def _connection(self, address: Address) -> _ClientConnection:
+    async def _connection(self, address: Address) -> _Session:
         cc = self._conns.get(address)
         if cc is not None and not cc.conn.closed:
             return cc
@@ -413,7 +414,7 @@ class Client:
                 self._backoff[address].failed(anyio.current_time())
                 raise ConnectionLost(f"{address}: cannot connect: {exc}") from exc
             self._backoff[address].succeeded()
-            cc = _ClientConnection(Connection(stream, address))
+            cc = _Session(Connection(stream, address))
             # Ask for WORK_EXCEPTION; the answer (OPTION_RES, or ERROR from a server
             # without the option) is swallowed by an abandoned FIFO entry.
             option = _Waiter(P.OptionRes)
@@ -425,7 +426,7 @@ class Client:
             self._tg.start_soon(self._run_connection, cc)
             return cc
 
-    async def _run_connection(self, cc: _ClientConnection) -> None:
+    async def _run_connection(self, cc: _Session) -> None:
         error = await cc.conn.run(cc.on_events)
         cc.lost(error)
         address = cc.conn.address
@@ -476,7 +477,7 @@ class Client:
         background: bool,
         stream: bool,
         extra: tuple[Any, ...] = (),
-    ) -> tuple[_ClientConnection, _Job]:
+    ) -> tuple[_Session, _Submission]:
         f = _bytes(function, "function")
         d = _bytes(data, "data")
         u = b"" if unique is None else _bytes(unique, "unique")
@@ -489,7 +490,7 @@ class Client:
             try:
                 cc = await self._connection(address)
                 await cc.conn.wait_writable()
-                job = _Job(background, stream)
+                job = _Submission(background, stream)
                 cc.request(job, packet)
             except ConnectionLost as exc:
                 errors.append(exc)

@@ -1,6 +1,6 @@
 """One client-side TCP connection to a Gearman server: a reader, a writer, nothing else.
 
-Rules (shared by :mod:`trigear.client` and :mod:`trigear.worker`):
+Rules (shared by :mod:`trigear.client.submit` and :mod:`trigear.client.worker`):
 
 * **A single writer.**  Callers hand whole packets to :meth:`Connection.send`, which only
   appends to a buffer (it never awaits), and one writer task joins whatever is buffered
@@ -32,9 +32,9 @@ from typing import Final
 import anyio
 import anyio.abc
 
-from ._errors import ConnectionLost
-from ._servers import Address
-from .protocol import Decoder, Event, RemoteProtocolError, Role
+from ..protocol import Decoder, Event, RemoteProtocolError, Role
+from .errors import ConnectionLost
+from .placement import Address
 
 __all__ = ["HIGH_WATER", "Connection"]
 
