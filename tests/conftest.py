@@ -7,7 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from peers import PG_ADMIN, missing
+from .peers import PG_ADMIN, missing
+
+#: Real Gearman servers in subprocesses (``server``, ``gearmand``, ``make_server``).
+pytest_plugins = ["tests.server_processes"]
 
 
 @pytest.fixture(scope="session")

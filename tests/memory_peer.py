@@ -1,7 +1,9 @@
 """A scripted Gearman peer (client, worker or admin) on an in-memory connection to a
-trigear Server, shared by the server and durability tests (``import memory_peer``)."""
+trigear Server, shared by the server and durability tests."""
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
 
 import trio
 
@@ -92,3 +94,7 @@ class Peer:
 
     async def aclose(self) -> None:
         await self.stream.aclose()
+
+
+#: The server tests' ``connect`` fixture: ``await connect(ip="127.0.0.1")`` -> a Peer.
+Connect = Callable[..., Awaitable[Peer]]

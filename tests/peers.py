@@ -1,5 +1,4 @@
-"""Real peers the tests need, shared by every test directory (``import peers``: pytest
-puts ``tests/`` on ``sys.path`` for the root conftest).
+"""Real peers the tests need, shared by every test directory.
 
 Real peers (gearmand, the gearman CLI, the Perl server, PostgreSQL) are skipped when absent
 on a developer's machine, and a failure when ``TRIGEAR_REQUIRE_PEERS=1`` (set by .ci/run,

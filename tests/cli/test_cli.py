@@ -26,14 +26,9 @@ from trigear.protocol.packets import (
     WorkComplete,
 )
 
+from ..peers import free_port
+
 TRIGEAR = [sys.executable, "-m", "trigear"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -1,5 +1,4 @@
-"""Helpers shared by the client and worker tests (``import client_helpers``: pytest puts
-``tests/client`` on ``sys.path``)."""
+"""Helpers shared by the client and worker tests."""
 
 from __future__ import annotations
 

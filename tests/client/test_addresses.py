@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from trigear._servers import Address, Backoff, Placement, parse_address, parse_addresses
+from trigear.client.placement import Address, Backoff, Placement, parse_address, parse_addresses
 
 
 @pytest.mark.parametrize(

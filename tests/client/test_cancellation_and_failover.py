@@ -7,12 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
-from client_helpers import serving, until
 
 import trigear
 
+from .client_helpers import serving, until
+
 if TYPE_CHECKING:
-    from conftest import ServerProcess
+    from ..server_processes import ServerProcess
 
 
 def quiet(client: trigear.Client) -> dict[str, int]:
@@ -82,7 +83,7 @@ async def test_cancel_at_every_stage_then_keep_going(server: ServerProcess) -> N
                     else:
                         async with client.submit_stream("echo", tag) as job:
                             async for update in job:
-                                assert update == trigear.WorkStatus(1, 2)
+                                assert update == trigear.StatusUpdate(1, 2)
                                 scope.cancel()
                                 await anyio.sleep(1)
                 assert scope.cancelled_caught

@@ -7,104 +7,18 @@ cancellation, quirks of real servers, failover, the worker's grab/sleep machine.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
-
 import anyio
 import anyio.abc
 import anyio.lowlevel
 import pytest
 
 import trigear
-from trigear.protocol import NEED_DATA, Decoder, Role, encode_response
+from trigear.protocol import Decoder, Role
 from trigear.protocol import packets as P
 
+from ..fake_server import FakeConnection, fake_servers, settle
+
 pytestmark = pytest.mark.anyio
-
-
-class Peer:
-    """One accepted connection, seen from the fake server."""
-
-    def __init__(self, stream: anyio.abc.ByteStream) -> None:
-        self.stream = stream
-        self.decoder = Decoder(Role.SERVER)
-
-    async def recv(self) -> Any:
-        with anyio.fail_after(5):
-            while True:
-                ev = self.decoder.next_event()
-                if ev is not NEED_DATA:
-                    return ev
-                self.decoder.receive_data(await self.stream.receive())
-
-    async def expect(self, *classes: type[Any]) -> list[Any]:
-        got = [await self.recv() for _ in classes]
-        assert [type(e) for e in got] == list(classes), got
-        return got
-
-    async def send(self, *events: Any) -> None:
-        await self.stream.send(b"".join(encode_response(e) for e in events))
-
-    async def send_raw(self, data: bytes) -> None:
-        await self.stream.send(data)
-
-    async def client_handshake(self) -> None:
-        """Answer the OPTION_REQ exceptions every client connection opens with."""
-        (opt,) = await self.expect(P.OptionReq)
-        assert opt.option == b"exceptions"
-        await self.send(P.OptionRes(b"exceptions"))
-
-    async def close(self) -> None:
-        await self.stream.aclose()
-
-
-class FakeServer:
-    def __init__(self, listener: anyio.abc.SocketListener) -> None:
-        self.listener = listener
-        port = listener.extra(anyio.abc.SocketAttribute.local_port)
-        self.address = f"127.0.0.1:{port}"
-        self._send, self._receive = anyio.create_memory_object_stream[Peer](10)
-
-    async def serve(self) -> None:
-        async def handle(stream: anyio.abc.SocketStream) -> None:
-            async with stream:
-                await self._send.send(Peer(stream))
-                await anyio.sleep_forever()
-
-        async with self.listener:
-            await self.listener.serve(handle)
-
-    def close(self) -> None:
-        self._send.close()
-        self._receive.close()
-
-    async def accept(self) -> Peer:
-        with anyio.fail_after(5):
-            return await self._receive.receive()
-
-
-@asynccontextmanager
-async def fake_servers(n: int = 1) -> AsyncIterator[list[FakeServer]]:
-    async with anyio.create_task_group() as tg:
-        fakes = []
-        for _ in range(n):
-            listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-            fake = FakeServer(listener)
-            tg.start_soon(fake.serve)
-            fakes.append(fake)
-        try:
-            yield fakes
-        finally:
-            tg.cancel_scope.cancel()
-            for fake in fakes:
-                fake.close()
-
-
-async def settle() -> None:
-    for _ in range(20):
-        await anyio.lowlevel.checkpoint()
-    await anyio.sleep(0.01)
 
 
 # --- client ---------------------------------------------------------------------------
@@ -229,7 +143,7 @@ async def test_failures_exceptions_and_server_errors() -> None:
 
 async def test_stream_updates_then_result_and_mid_stream_cancel() -> None:
     async with fake_servers() as [fake], trigear.open_client(fake.address) as client:
-        peer_box: list[Peer] = []
+        peer_box: list[FakeConnection] = []
 
         async def script() -> None:
             peer = await fake.accept()
@@ -250,9 +164,9 @@ async def test_stream_updates_then_result_and_mid_stream_cancel() -> None:
                 assert job.handle == b"H:1"
                 updates = [u async for u in job]
             assert updates == [
-                trigear.WorkStatus(1, 3),
-                trigear.WorkData(b"a"),
-                trigear.WorkWarning(b"w"),
+                trigear.StatusUpdate(1, 3),
+                trigear.DataUpdate(b"a"),
+                trigear.WarningUpdate(b"w"),
             ]
             assert job.result == b"done" and job.done
         peer = peer_box[0]
@@ -269,7 +183,7 @@ async def test_stream_updates_then_result_and_mid_stream_cancel() -> None:
                     with pytest.raises(RuntimeError):
                         _ = job.result
                     async for update in job:
-                        assert update == trigear.WorkData(b"1")
+                        assert update == trigear.DataUpdate(b"1")
                         scope.cancel()
                         await anyio.sleep(1)
             assert scope.cancelled_caught
@@ -435,147 +349,3 @@ async def test_client_id_and_closed_client() -> None:
         with pytest.raises(ValueError, match="boom"):
             async with trigear.open_client(fake.address):
                 raise ValueError("boom")
-
-
-# --- worker ---------------------------------------------------------------------------
-
-
-async def test_worker_grab_sleep_wake_cycle() -> None:
-    async with fake_servers() as [fake]:
-        worker = trigear.Worker(fake.address, client_id="w1")
-        seen: list[bytes] = []
-
-        @worker.function("rev", timeout=1.5)
-        async def rev(job: trigear.Job) -> bytes:
-            seen.append(job.unique)
-            await job.send_status(1, 2)
-            await job.send_data(b"part")
-            return bytes(reversed(job.data))
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(lambda: worker.run(concurrency=2))
-            peer = await fake.accept()
-            await peer.expect(P.SetClientId, P.GrabJobUniq)
-            await peer.send(P.NoJob())
-            (cdt, _, _) = await peer.expect(P.CanDoTimeout, P.GrabJobUniq, P.GrabJobUniq)
-            assert cdt == P.CanDoTimeout(b"rev", 1500)
-            await peer.send(P.JobAssignUniq(b"H:1", b"rev", b"u1", b"abc"), P.NoJob())
-            # Every grab answered, one with NO_JOB: sleep, while H:1 runs.
-            got = await peer.expect(P.PreSleep, P.WorkStatus, P.WorkData, P.WorkComplete)
-            assert got[3] == P.WorkComplete(b"H:1", b"cba")
-            await peer.send(P.Noop())
-            await peer.expect(P.GrabJobUniq, P.GrabJobUniq)
-            await peer.send(P.NoJob(), P.NoJob())
-            await peer.expect(P.PreSleep)
-            assert seen == [b"u1"]
-            worker.stop()
-        assert worker.statistics()["running"] == 0
-
-
-async def test_worker_on_a_legacy_server() -> None:
-    async with fake_servers() as [fake]:
-        worker = trigear.Worker(fake.address)
-
-        @worker.function("boom", timeout=0.2)
-        async def boom(job: trigear.Job) -> bytes:
-            await job.send_data(b"dropped")
-            await job.send_warning(b"dropped")
-            raise KeyError("nope")
-
-        @worker.function("fail")
-        def fail(job: trigear.Job) -> bytes:
-            raise trigear.JobFailed()
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(lambda: worker.run(concurrency=1))
-            peer = await fake.accept()
-            await peer.expect(P.GrabJobUniq)
-            await peer.send(P.Error(b"server_error", b"Can't locate object method"))
-            cans = await peer.expect(P.CanDoTimeout, P.CanDo, P.GrabJob)
-            assert cans[0] == P.CanDoTimeout(b"boom", 1)  # seconds on the Perl server
-            await peer.send(P.JobAssign(b"H:1", b"boom", b""))
-            exc, fail_ = await peer.expect(P.WorkException, P.WorkFail)
-            assert exc == P.WorkException(b"H:1", b"KeyError: 'nope'")
-            assert fail_ == P.WorkFail(b"H:1")
-            await peer.expect(P.GrabJob)
-            await peer.send(P.JobAssign(b"H:2", b"fail", b""))
-            assert await peer.expect(P.WorkFail) == [P.WorkFail(b"H:2")]
-            await peer.expect(P.GrabJob)
-            await peer.send(P.JobAssign(b"H:3", b"unknown", b""))
-            assert await peer.expect(P.WorkFail) == [P.WorkFail(b"H:3")]
-            await peer.expect(P.GrabJob)
-            await peer.send(P.NoJob())
-            await peer.expect(P.PreSleep)
-            tg.cancel_scope.cancel()
-
-
-async def test_worker_reconnects_and_cancels_jobs_of_a_lost_connection() -> None:
-    async with fake_servers() as [fake]:
-        worker = trigear.Worker(fake.address)
-        started = anyio.Event()
-        cancelled: list[bool] = []
-
-        @worker.function("slow")
-        async def slow(job: trigear.Job) -> bytes:
-            started.set()
-            try:
-                await anyio.sleep_forever()
-            except anyio.get_cancelled_exc_class():
-                cancelled.append(True)
-                raise
-            raise AssertionError("unreachable")
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(lambda: worker.run(concurrency=1))
-            peer = await fake.accept()
-            await peer.expect(P.GrabJobUniq)
-            await peer.send(P.NoJob())
-            await peer.expect(P.CanDo, P.GrabJobUniq)
-            await peer.send(P.JobAssignUniq(b"H:1", b"slow", b"", b""))
-            with anyio.fail_after(5):
-                await started.wait()
-            await peer.close()
-            peer2 = await fake.accept()  # after a short backoff
-            await peer2.expect(P.GrabJobUniq)
-            assert cancelled == [True]
-            await peer2.send(P.NoJob())
-            await peer2.expect(P.CanDo, P.GrabJobUniq)
-            assert worker.statistics() == {"connections": 1, "running": 0, "free": 0}
-            tg.cancel_scope.cancel()
-
-
-async def test_worker_graceful_stop_finishes_running_jobs() -> None:
-    async with fake_servers() as [fake]:
-        worker = trigear.Worker(fake.address)
-        release = anyio.Event()
-
-        @worker.function("f")
-        async def f(job: trigear.Job) -> str:
-            await release.wait()
-            return "finished"
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(lambda: worker.run(concurrency=2))
-            peer = await fake.accept()
-            await peer.expect(P.GrabJobUniq)
-            await peer.send(P.NoJob())
-            await peer.expect(P.CanDo, P.GrabJobUniq, P.GrabJobUniq)
-            await peer.send(P.JobAssignUniq(b"H:1", b"f", b"", b""), P.NoJob())
-            await peer.expect(P.PreSleep)
-            worker.stop()
-            await settle()
-            release.set()
-            assert await peer.expect(P.WorkComplete) == [P.WorkComplete(b"H:1", b"finished")]
-            with anyio.fail_after(5), pytest.raises(anyio.EndOfStream):
-                await peer.stream.receive()  # the worker closed the connection
-    # run() returned on its own: the task group above exited without cancelling.
-
-
-def test_worker_registration_errors() -> None:
-    w = trigear.Worker("127.0.0.1:1")
-    with pytest.raises(ValueError, match="empty"):
-        w.register("", lambda job: b"")
-    with pytest.raises(ValueError, match="timeout"):
-        w.register("f", lambda job: b"", timeout=0)
-    with pytest.raises(trigear.protocol.LocalProtocolError):
-        w.register("a\0b", lambda job: b"")

@@ -44,8 +44,8 @@ def test_client_tutorial_runs_as_written(tmp_path: Path, make_server: Any) -> No
     for expected in (
         "b'olleh'",
         "b'cba'",
-        "WorkStatus",
-        "WorkData",
+        "StatusUpdate",
+        "DataUpdate",
         "b'enecs'",
         "b'ValueError: cannot do this'",
         "b'ping'",

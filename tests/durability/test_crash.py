@@ -47,7 +47,6 @@ from pathlib import Path
 import pytest
 import trio
 
-from peers import free_port
 from trigear.protocol import NEED_DATA, Decoder, Role, encode
 from trigear.protocol.packets import (
     CanDo,
@@ -63,6 +62,8 @@ from trigear.protocol.packets import (
     WorkComplete,
 )
 from trigear.store import PostgresStore, SqliteStore, Store
+
+from ..peers import free_port
 
 pytestmark = pytest.mark.crash
 

@@ -40,7 +40,8 @@ from trigear.protocol.packets import (
 )
 from trigear.server import ServerConfig
 
-from .conftest import Gate, Peer, Running, wait_until
+from ..memory_peer import Peer
+from .durable_helpers import Gate, Running, wait_until
 
 
 async def worker(running: Running, *functions: bytes) -> Peer:

@@ -28,7 +28,9 @@ from trigear.protocol.packets import (
 from trigear.server import ServerConfig
 from trigear.store import PostgresStore
 
-from .conftest import Cluster, FullSqliteStore, Peer, Running
+from ..memory_peer import Peer
+from ..peers import Cluster
+from .durable_helpers import FullSqliteStore, Running
 
 STORE_FAILED = Error(b"QUEUE_ERROR", b"Job could not be stored")
 BIG = b"x" * 200_000  # needs dozens of fresh pages

@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from interop_helpers import GEARMAND, ServerProc, start_gearmand, start_trigear, stop
 
-from peers import require_binary
+from ..peers import require_binary
+from .interop_helpers import GEARMAND, ServerProc, start_gearmand, start_trigear, stop
 
 StartServer = Callable[..., ServerProc]
 

@@ -19,19 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from ..peers import free_port
+
 HOST = "127.0.0.1"
 GEARMAND = "/usr/sbin/gearmand"
 #: Seconds any one CLI run may take.
 RUN_TIMEOUT = 15.0
 #: Seconds a server may take to start listening.
 START_TIMEOUT = 15.0
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = START_TIMEOUT) -> None:

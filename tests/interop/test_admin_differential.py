@@ -12,7 +12,10 @@ import re
 from collections.abc import Callable
 
 import pytest
-from interop_helpers import (
+
+from trigear import __version__
+
+from .interop_helpers import (
     ServerProc,
     admin,
     connect,
@@ -25,8 +28,6 @@ from interop_helpers import (
     sort_listing,
     wait_connections,
 )
-
-from trigear import __version__
 
 pytestmark = pytest.mark.interop
 

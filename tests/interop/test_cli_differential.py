@@ -24,7 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from interop_helpers import (
+
+from trigear import __version__
+
+from .interop_helpers import (
     CliWorker,
     Run,
     ServerProc,
@@ -39,8 +42,6 @@ from interop_helpers import (
     wait_until,
     wait_workers,
 )
-
-from trigear import __version__
 
 pytestmark = [pytest.mark.interop, pytest.mark.usefixtures("cli_tools")]
 

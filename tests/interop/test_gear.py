@@ -13,7 +13,8 @@ from typing import Any
 
 import gear
 import pytest
-from interop_helpers import HOST, ServerProc, gearadmin, wait_until
+
+from .interop_helpers import HOST, ServerProc, gearadmin, wait_until
 
 pytestmark = [
     pytest.mark.interop,

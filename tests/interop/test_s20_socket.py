@@ -12,7 +12,8 @@ import struct
 import threading
 
 import pytest
-from interop_helpers import (
+
+from .interop_helpers import (
     ServerProc,
     admin,
     connect,

@@ -12,7 +12,6 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from protocol_strategies import SMALL
 
 from trigear.protocol import (
     NEED_DATA,
@@ -24,6 +23,8 @@ from trigear.protocol import (
     encode_request,
     encode_response,
 )
+
+from .protocol_strategies import SMALL
 
 #: Most a decoder holds after parsing: one partial packet or one partial admin line.
 AT_REST = max(12 + SMALL.max_body, SMALL.max_admin_line + 2)

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from protocol_strategies import CLIENT_CLASSES, SERVER_CLASSES, SMALL, events_of
 
 from trigear.protocol import (
     CLIENT_TO_SERVER,
@@ -27,6 +26,8 @@ from trigear.protocol import (
     encode_response,
     packet_type,
 )
+
+from .protocol_strategies import CLIENT_CLASSES, SERVER_CLASSES, SMALL, events_of
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

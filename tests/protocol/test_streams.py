@@ -12,7 +12,6 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from protocol_strategies import client_events, server_events
 
 from trigear.protocol import (
     NEED_DATA,
@@ -31,6 +30,8 @@ from trigear.protocol import (
     encode_request,
     encode_response,
 )
+
+from .protocol_strategies import client_events, server_events
 
 LIMITS = Limits()
 #: Most a decoder may hold between calls, with nothing being fed (module docstring).

@@ -3,17 +3,15 @@ to it over in-memory streams (so pytest-trio's autojump clock drives every timer
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 import trio
 import trio.testing
 
-from memory_peer import Peer
 from trigear.server import Server, ServerConfig
 
-Connect = Callable[..., Awaitable[Peer]]
+from ..memory_peer import Connect, Peer
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from trigear.protocol.packets import (
 )
 from trigear.server import Server
 
-from .conftest import Connect, Peer
+from ..memory_peer import Connect, Peer
 
 
 async def sync(peer: Peer) -> None:

@@ -50,7 +50,7 @@ from trigear.protocol.packets import (
 )
 from trigear.server import Server, ServerConfig
 
-from .conftest import Connect, Peer
+from ..memory_peer import Connect, Peer
 
 
 async def created(peer: Peer) -> bytes:

@@ -11,10 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from store_helpers import StoreFactory
 
-from peers import Cluster, open_cluster
 from trigear.store import MemoryStore
+
+from ..peers import Cluster, open_cluster
+from .store_helpers import StoreFactory
 
 
 def _factory(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:

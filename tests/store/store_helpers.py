@@ -1,4 +1,4 @@
-"""Helpers shared by the store tests (imported by name: tests/store is on sys.path)."""
+"""Helpers shared by the store tests."""
 
 from __future__ import annotations
 

@@ -9,9 +9,10 @@ import sys
 import textwrap
 
 import pytest
-from store_helpers import StoreFactory, job
 
 from trigear.store import PostgresStore, SqliteStore, Store
+
+from .store_helpers import StoreFactory, job
 
 # A child that commits batches of 50 jobs as fast as it can and prints the batch number
 # once each commit has returned (the moment a server would send JOB_CREATED).

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from store_helpers import job
 
-from peers import PG_ADMIN, Cluster
 from trigear.store import PostgresStore, StoreError
+
+from ..peers import PG_ADMIN, Cluster
+from .store_helpers import job
 
 pytestmark = pytest.mark.postgres
 

@@ -10,9 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from store_helpers import job
 
 from trigear.store import SqliteStore, StoreError
+
+from .store_helpers import job
 
 
 def test_rejects_unknown_synchronous(tmp_path: Path) -> None:

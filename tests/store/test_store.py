@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import trio
-from store_helpers import StoreFactory, job, reopen
 
 from trigear.store import LoadResult, Priority, Store, StoredJob, StoreError
+
+from .store_helpers import StoreFactory, job, reopen
 
 
 async def test_is_a_store(make_store: StoreFactory) -> None:

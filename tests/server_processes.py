@@ -1,4 +1,5 @@
-"""Fixtures for the client and worker tests: real servers in subprocesses, on free ports.
+"""Real Gearman servers in subprocesses, on free ports: fixtures for the client and worker
+tests (registered by the root conftest as a plugin).
 
 ``server`` is parametrized over the three servers the library must work against: C
 gearmand (``/usr/sbin/gearmand``), the Perl Gearman::Server (``/usr/bin/gearmand``) and
@@ -21,7 +22,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from peers import require_binary
+from .peers import free_port, require_binary
 
 C_GEARMAND = "/usr/sbin/gearmand"
 PERL_GEARMAND = "/usr/bin/gearmand"
@@ -37,12 +38,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(params=["trio", "asyncio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class ServerProcess:
