@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import time
 import uuid
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from trigear.protocol import (
     Decoder,
@@ -25,6 +25,9 @@ from trigear.protocol import (
     encode_request,
     encode_response,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 CHUNK = 64 * 1024
 

@@ -21,11 +21,14 @@ import functools
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import trio
 
 from trigear.store import PostgresStore, SqliteStore, Store, StoredJob
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 BATCHES = (1, 10, 100, 1000)
 PAYLOAD = bytes(range(64))

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from .peers import PG_ADMIN, missing
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 #: Real Gearman servers in subprocesses (``server``, ``gearmand``, ``make_server``).
 pytest_plugins = ["tests.server_processes"]

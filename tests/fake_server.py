@@ -6,9 +6,8 @@ so each test decides exactly which answer comes when.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
@@ -16,6 +15,9 @@ import anyio.lowlevel
 
 from trigear.protocol import NEED_DATA, Decoder, Role, encode_response
 from trigear.protocol import packets as P
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
 
 
 class FakeConnection:

@@ -18,11 +18,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from .peers import free_port, require_binary
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 C_GEARMAND = "/usr/sbin/gearmand"
 PERL_GEARMAND = "/usr/bin/gearmand"

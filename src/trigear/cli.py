@@ -13,7 +13,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -21,7 +21,11 @@ from ._version import __version__
 from .protocol.limits import Limits
 from .server.config import ServerConfig
 from .server.serve import Server
-from .store.base import Store
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from .store.base import Store
 
 __all__ = ["build_parser", "main"]
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import anyio
 
-import trigear
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+    import trigear
 
 
 async def until(predicate: Callable[[], bool]) -> None:

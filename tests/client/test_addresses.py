@@ -86,13 +86,16 @@ def test_placement_round_robin_without_unique() -> None:
 
 def test_backoff_grows_caps_and_resets() -> None:
     b = Backoff(initial=0.1, maximum=1.0)
-    assert b.delay() == 0 and not b.is_down(0.0)
+    assert b.delay() == 0
+    assert not b.is_down(0.0)
     delays = [b.failed(100.0) for _ in range(10)]
     assert 0.05 <= delays[0] <= 0.1
     assert all(d <= 1.0 for d in delays)
     assert delays[-1] >= 0.5
-    assert b.is_down(100.1) and not b.is_down(101.1)
+    assert b.is_down(100.1)
+    assert not b.is_down(101.1)
     b.succeeded()
-    assert b.failures == 0 and not b.is_down(100.0)
+    assert b.failures == 0
+    assert not b.is_down(100.0)
     b.failures = 10_000
     assert b.delay() <= 1.0

@@ -70,7 +70,8 @@ async def test_foreground_background_echo(server: ServerProcess) -> None:
             await ran.wait()
             assert await client.echo(b"ping\0pong") == b"ping\0pong"
             result = await client.submit("thread", "t")
-            assert result.endswith(b":t") and result != threading.current_thread().name.encode()
+            assert result.endswith(b":t")
+            assert result != threading.current_thread().name.encode()
 
 
 async def test_progress_stream(server: ServerProcess) -> None:

@@ -168,7 +168,8 @@ async def test_stream_updates_then_result_and_mid_stream_cancel() -> None:
                 trigear.DataUpdate(b"a"),
                 trigear.WarningUpdate(b"w"),
             ]
-            assert job.result == b"done" and job.done
+            assert job.result == b"done"
+            assert job.done
         peer = peer_box[0]
         # Mid-stream: leave after the first update; later packets are dropped.
         async with anyio.create_task_group() as tg:

@@ -13,18 +13,22 @@ after a real pause.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import trio
 import trio.testing
 
 from trigear.server import ServerConfig
-from trigear.store import Store
 
 from ..peers import Cluster, open_cluster
 from .durable_helpers import Gate, GatedPostgresStore, GatedSqliteStore, Running, StoreFactory
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from trigear.store import Store
 
 POSTGRES = pytest.param("postgres", marks=pytest.mark.postgres)
 

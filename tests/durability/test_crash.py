@@ -42,7 +42,7 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import trio
@@ -64,6 +64,9 @@ from trigear.protocol.packets import (
 from trigear.store import PostgresStore, SqliteStore, Store
 
 from ..peers import free_port
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytestmark = pytest.mark.crash
 

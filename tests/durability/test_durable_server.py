@@ -5,9 +5,9 @@ traffic."""
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import trio
-from trio.testing import MockClock
 
 from trigear.protocol.packets import (
     CanDo,
@@ -40,8 +40,12 @@ from trigear.protocol.packets import (
 )
 from trigear.server import ServerConfig
 
-from ..memory_peer import Peer
 from .durable_helpers import Gate, Running, wait_until
+
+if TYPE_CHECKING:
+    from trio.testing import MockClock
+
+    from ..memory_peer import Peer
 
 
 async def worker(running: Running, *functions: bytes) -> Peer:

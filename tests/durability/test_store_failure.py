@@ -7,7 +7,7 @@ acknowledged again, with no restart."""
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import trio
@@ -28,9 +28,13 @@ from trigear.protocol.packets import (
 from trigear.server import ServerConfig
 from trigear.store import PostgresStore
 
-from ..memory_peer import Peer
-from ..peers import Cluster
 from .durable_helpers import FullSqliteStore, Running
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ..memory_peer import Peer
+    from ..peers import Cluster
 
 STORE_FAILED = Error(b"QUEUE_ERROR", b"Job could not be stored")
 BIG = b"x" * 200_000  # needs dozens of fresh pages
@@ -96,7 +100,8 @@ async def outage_and_recovery(running: Running, fail: object, recover: object) -
     w = await running.connect()
     await w.send(CanDo(b"bg"), GrabJobUniq())
     job = await w.recv()
-    assert isinstance(job, JobAssignUniq) and job.data == b"before", job
+    assert isinstance(job, JobAssignUniq), job
+    assert job.data == b"before", job
     await w.send(GrabJobUniq())
     assert isinstance(await w.recv(), NoJob)
     await w.aclose()  # "before" goes back to the queue (S9)

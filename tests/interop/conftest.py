@@ -8,12 +8,15 @@ must survive anything a peer sends.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from ..peers import require_binary
 from .interop_helpers import GEARMAND, ServerProc, start_gearmand, start_trigear, stop
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 StartServer = Callable[..., ServerProc]
 

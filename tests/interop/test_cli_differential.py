@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -42,6 +42,9 @@ from .interop_helpers import (
     wait_until,
     wait_workers,
 )
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytestmark = [pytest.mark.interop, pytest.mark.usefixtures("cli_tools")]
 

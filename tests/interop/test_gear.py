@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gear
 import pytest
 
 from .interop_helpers import HOST, ServerProc, gearadmin, wait_until
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
 
 pytestmark = [
     pytest.mark.interop,
@@ -83,7 +85,8 @@ def test_foreground_round_trip(client: gear.Client, make_worker: Any) -> None:
     worker = make_worker("reverse")
     job = gear.Job("reverse", b"hello\0world", unique="u-fg")
     client.submitJob(job, timeout=WAIT)
-    assert job.handle and job.handle.startswith(b"H:")
+    assert job.handle
+    assert job.handle.startswith(b"H:")
     wj = get_job(worker)
     assert (wj.name, wj.arguments, wj.unique, wj.handle) == (
         "reverse",
@@ -98,7 +101,9 @@ def test_foreground_round_trip(client: gear.Client, make_worker: Any) -> None:
     wait_complete(job)
     assert job.data == [b"part", b"careful", b"dlrow\0olleh"]
     assert (job.numerator, job.denominator) == (b"1", b"3")
-    assert job.warning and not job.failure and job.exception is None
+    assert job.warning
+    assert not job.failure
+    assert job.exception is None
 
 
 def test_fail_and_exception(client: gear.Client, make_worker: Any) -> None:
@@ -111,8 +116,10 @@ def test_fail_and_exception(client: gear.Client, make_worker: Any) -> None:
     get_job(worker).sendWorkException(b"boom\0trace")
     wait_complete(failing)
     wait_complete(raising)
-    assert failing.failure and failing.exception is None
-    assert raising.failure and raising.exception == b"boom\0trace"
+    assert failing.failure
+    assert failing.exception is None
+    assert raising.failure
+    assert raising.exception == b"boom\0trace"
 
 
 def test_exception_without_option_is_a_fail(client: gear.Client, make_worker: Any) -> None:
@@ -121,7 +128,8 @@ def test_exception_without_option_is_a_fail(client: gear.Client, make_worker: An
     client.submitJob(job, timeout=WAIT)
     get_job(worker).sendWorkException(b"boom")
     wait_complete(job)
-    assert job.failure and job.exception is None
+    assert job.failure
+    assert job.exception is None
 
 
 def test_priorities_and_background(client: gear.Client, make_worker: Any) -> None:
@@ -207,7 +215,8 @@ def test_admin_requests(server: ServerProc, client: gear.Client, make_worker: An
     assert any(line.endswith(b"interop-worker : adm") for line in lines), workers
     assert any(line.endswith(b" - :") for line in lines), workers  # the client itself
     version = admin(client, gear.VersionAdminRequest())
-    assert version.startswith(b"OK ") and version.endswith(b"\n")
+    assert version.startswith(b"OK ")
+    assert version.endswith(b"\n")
     assert admin(client, gear.CancelJobAdminRequest(bg.handle)) == b"OK\r\n"
     unknown = gear.CancelJobAdminRequest(b"H:nosuch:1")
     assert admin(client, unknown) == b"ERR UNKNOWN_JOB\r\n"

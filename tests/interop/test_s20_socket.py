@@ -149,7 +149,8 @@ def test_oversize_body_is_refused_without_allocating(trigear: ServerProc, size: 
         for s in socks:
             rest = read_to_eof(s)
             ptype, body = struct.unpack(">I", rest[4:8])[0], rest[12:]
-            assert rest[:4] == b"\0RES" and ptype == ERROR, rest
+            assert rest[:4] == b"\0RES", rest
+            assert ptype == ERROR, rest
             assert body.startswith(b"ARGUMENT_TOO_LARGE\0"), body
     finally:
         for s in socks:

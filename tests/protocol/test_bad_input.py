@@ -84,7 +84,8 @@ def test_response_magic_body_arriving_later_in_pieces_is_skipped() -> None:
     dec = Decoder(Role.SERVER)
     body = b"H:1\0" + b"\0REQ" * 10  # looks like packets, but is the bad packet's body
     err = expect_error(dec, header(b"\0RES", 13, len(body)))
-    assert err.code == b"INVALID_MAGIC" and not err.close
+    assert err.code == b"INVALID_MAGIC"
+    assert not err.close
     assert dec.mid_packet  # still dropping the body
     for i in range(0, len(body), 7):
         dec.receive_data(body[i : i + 7])
@@ -152,7 +153,8 @@ def test_server_only_type_sent_to_a_server(ptype: int) -> None:
     dec = Decoder(Role.SERVER)
     body = b"H:1\0x"
     err = expect_error(dec, header(b"\0REQ", ptype, len(body)))
-    assert err.code == b"INVALID_COMMAND" and not err.close
+    assert err.code == b"INVALID_COMMAND"
+    assert not err.close
     assert_in_sync(dec, body)  # the body, arriving after the error, is dropped
 
 
@@ -160,7 +162,8 @@ def test_server_only_type_sent_to_a_server(ptype: int) -> None:
 def test_client_only_type_sent_to_a_client(ptype: int) -> None:
     dec = Decoder(Role.CLIENT)
     err = expect_error(dec, header(b"\0RES", ptype, 1) + b"x")
-    assert err.code == b"INVALID_COMMAND" and not err.close
+    assert err.code == b"INVALID_COMMAND"
+    assert not err.close
     dec.receive_data(encode_response(JobCreated(b"H:1")))
     assert dec.receive_events() == [JobCreated(b"H:1")]
 
@@ -170,7 +173,8 @@ def test_unknown_type_with_a_big_body_is_rejected_from_the_header() -> None:
     err = expect_error(dec, header(b"\0REQ", 99, 1000))
     assert not err.close
     dec.receive_data(b"\0" * 999)
-    assert dec.receive_events() == [] and dec.buffered == 0
+    assert dec.receive_events() == []
+    assert dec.buffered == 0
     assert_in_sync(dec, b"\0")
 
 
@@ -195,7 +199,8 @@ def test_too_few_arguments_never_reads_into_the_next_packet(ptype: int, body: by
     dec = Decoder(Role.SERVER)
     dec.receive_data(header(b"\0REQ", ptype, len(body)) + body + GOOD)
     err = expect_error(dec)
-    assert err.code == b"INVALID_PACKET" and not err.close
+    assert err.code == b"INVALID_PACKET"
+    assert not err.close
     assert dec.receive_events() == [CanDo(b"next")]
 
 
@@ -231,7 +236,8 @@ def test_body_at_the_limit_is_accepted() -> None:
 def test_default_limit_rejects_a_64_mib_plus_one_header() -> None:
     dec = Decoder(Role.CLIENT)
     err = expect_error(dec, header(b"\0RES", 13, 64 * 1024 * 1024 + 1))
-    assert err.close and dec.buffered == 0
+    assert err.close
+    assert dec.buffered == 0
 
 
 def test_unique_over_64_bytes() -> None:
@@ -363,7 +369,8 @@ def test_bad_epoch_gets_an_error_and_stays_in_sync(value: bytes) -> None:
     body = b"f\0u\0" + value + b"\0data"
     dec = Decoder(Role.SERVER)
     err = expect_error(dec, header(b"\0REQ", 36, len(body)) + body)
-    assert err.code == b"INVALID_ARGUMENT" and not err.close
+    assert err.code == b"INVALID_ARGUMENT"
+    assert not err.close
     assert_in_sync(dec)
 
 
@@ -372,7 +379,8 @@ def test_bad_timeout_gets_an_error_and_stays_in_sync(value: bytes) -> None:
     body = b"f\0" + value
     dec = Decoder(Role.SERVER)
     err = expect_error(dec, header(b"\0REQ", 23, len(body)) + body)
-    assert err.code == b"INVALID_ARGUMENT" and not err.close
+    assert err.code == b"INVALID_ARGUMENT"
+    assert not err.close
     assert_in_sync(dec)
 
 
@@ -395,7 +403,8 @@ def test_numbers_with_leading_zeros_and_the_largest_number() -> None:
 def test_bad_status_res_on_a_client(body: bytes) -> None:
     dec = Decoder(Role.CLIENT)
     err = expect_error(dec, header(b"\0RES", 20, len(body)) + body)
-    assert err.code == b"INVALID_ARGUMENT" and not err.close
+    assert err.code == b"INVALID_ARGUMENT"
+    assert not err.close
 
 
 # --- gearmand quirks and error batching ----------------------------------------------

@@ -139,7 +139,7 @@ def test_encode_many_is_the_concatenation() -> None:
 
 
 def test_unknown_role_is_refused() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="worker"):
         encode(Noop(), "worker")  # type: ignore[arg-type]
 
 

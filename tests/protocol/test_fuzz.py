@@ -50,8 +50,8 @@ def feed(role: Role, chunks: list[bytes], one_at_a_time: bool = False) -> list[A
                     continue
                 events = dec.receive_events()
             except RemoteProtocolError as exc:
-                assert isinstance(exc.error_text, bytes)
-                assert exc.code is None or isinstance(exc.code, bytes)
+                assert isinstance(exc.error_text, bytes)  # noqa: PT017 - checked per input
+                assert exc.code is None or isinstance(exc.code, bytes)  # noqa: PT017
                 if exc.close:
                     closed = exc
                     break
@@ -70,7 +70,7 @@ def feed(role: Role, chunks: list[bytes], one_at_a_time: bool = False) -> list[A
             try:
                 dec.receive_events()
             except RemoteProtocolError as exc:
-                assert exc.close
+                assert exc.close  # noqa: PT017
             else:
                 raise AssertionError("a closed decoder returned events")
     return got

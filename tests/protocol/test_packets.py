@@ -45,9 +45,11 @@ TWINS: list[tuple[Any, Any]] = [
 @pytest.mark.parametrize(("a", "b"), TWINS, ids=lambda v: type(v).__name__)
 def test_equal_fields_different_classes_are_unequal(a: Any, b: Any) -> None:
     assert tuple(a) == tuple(b)
-    assert a != b and b != a
+    assert a != b
+    assert b != a
     assert not a == b  # noqa: SIM201
-    assert a == type(a)(*a) and not a != type(a)(*a)  # noqa: SIM202
+    assert a == type(a)(*a)
+    assert a == type(a)(*a)
     assert a != tuple(a)  # a plain tuple is not an event
     assert len({a, b}) == 2
     assert {a: 1, b: 2}[type(a)(*a)] == 1
@@ -67,5 +69,6 @@ def test_packet_type_and_priority() -> None:
     )
     with pytest.raises(KeyError):
         packet_type(AdminCommand(b""))
-    assert PacketType.UNUSED == 5 and PacketType.UNUSED not in EVENT_CLASSES
+    assert PacketType.UNUSED == 5
+    assert PacketType.UNUSED not in EVENT_CLASSES
     assert Priority.HIGH < Priority.NORMAL < Priority.LOW

@@ -124,4 +124,5 @@ def test_bools_and_ints_encode_as_decimal() -> None:
     assert decode_one(Role.SERVER, encode_request(big)) == big
     # Decoded bools are bools, not ints that happen to be equal.
     got = decode_one(Role.CLIENT, encode_response(StatusRes(b"h", True, False, 1, 2)))
-    assert got.known is True and got.running is False
+    assert got.known is True
+    assert got.running is False

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import pytest
-from trio.testing import MockClock
 
 from trigear import __version__
 from trigear.protocol.packets import (
@@ -25,9 +25,13 @@ from trigear.protocol.packets import (
     WorkFail,
     WorkStatus,
 )
-from trigear.server import Server
 
-from ..memory_peer import Connect, Peer
+if TYPE_CHECKING:
+    from trio.testing import MockClock
+
+    from trigear.server import Server
+
+    from ..memory_peer import Connect, Peer
 
 
 async def sync(peer: Peer) -> None:
@@ -61,7 +65,8 @@ async def test_admin_listings(autojump_clock: MockClock, connect: Connect) -> No
     assert any(line.endswith(b" 127.0.0.1 w1 : fb fa") for line in lines)
     assert sum(line.endswith(b" 127.0.0.1 - :") for line in lines) == 2
     jobs = await admin.admin("show jobs")
-    assert jobs.count(b"\t0\t0\t1\n") == 4 and jobs.endswith(b".\n")
+    assert jobs.count(b"\t0\t0\t1\n") == 4
+    assert jobs.endswith(b".\n")
     assert await admin.admin("show unique jobs") == b"u1\nu2\nu3\n\n.\n"
     await w.send(GrabJobUniq())
     assert isinstance(await w.recv(), JobAssignUniq)
@@ -156,7 +161,8 @@ async def test_disconnect_at_every_stage(
         w2 = await connect()
         await w2.send(CanDo(b"f"), GrabJobUniq())
         job = await w2.recv()
-        assert isinstance(job, JobAssignUniq) and job.handle == h
+        assert isinstance(job, JobAssignUniq)
+        assert job.handle == h
         await w2.send(WorkComplete(h, b"again"))
         if not client_left and not background:
             assert await c.recv() == WorkComplete(h, b"again")

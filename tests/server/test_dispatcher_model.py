@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
@@ -69,7 +69,9 @@ from trigear.protocol.packets import (
 from trigear.server.config import ServerConfig
 from trigear.server.dispatcher import Dispatcher, StoreBatch
 from trigear.server.state import JobState, Peer
-from trigear.store.base import StoredJob
+
+if TYPE_CHECKING:
+    from trigear.store.base import StoredJob
 
 FUNCS = [b"f1", b"f2", b"f3"]
 UNIQUES = [b"", b"", b"-", b"u1", b"u2"]
@@ -721,7 +723,8 @@ class DispatcherModel(RuleBasedStateMachine):
         self.store_done_(ok)
 
     def store_done_(self, ok: bool) -> None:
-        assert self.inflight is not None and self.inflight_batch is not None
+        assert self.inflight is not None
+        assert self.inflight_batch is not None
         batch = self.inflight_batch
         if ok:
             for h in batch.remove:
@@ -811,7 +814,8 @@ class DispatcherModel(RuleBasedStateMachine):
             created = {e.handle for e in p.received if isinstance(e, JobCreated)}
             for h, n in p.terminals.items():
                 assert n == 1, f"client {p.peer.id} got {n} terminal packets for {h!r}"
-                assert h in created and h in p.fg_handles, f"terminal for unknown {h!r}"
+                assert h in created, f"terminal for unknown {h!r}"
+                assert h in p.fg_handles, f"terminal for unknown {h!r}"
             blocked = any(isinstance(e, Pending) and e.event is None for e in p.expected)
             if p.gone or blocked:
                 continue

@@ -90,7 +90,8 @@ def test_retry_exhaustion(retries: int) -> None:
             assert h.d.jobs[b"H:t:1"].state is JobState.QUEUED
             assert h.d.jobs[b"H:t:1"].attempts == run + 1
     (fail,) = h.recv(c)
-    assert type(fail) is WorkFail and fail.handle == b"H:t:1"
+    assert type(fail) is WorkFail
+    assert fail.handle == b"H:t:1"
     assert h.d.jobs == {}
     assert h.d.funcs[b"f"].total == 0
     assert h.d.stats.retries_exhausted == 1
@@ -118,7 +119,8 @@ def test_background_retry_exhaustion_removes_it_from_the_store() -> None:
     c = h.peer()
     h.send(c, SubmitJobBg(b"f", b"u", b"x"))
     batch = h.d.take_store_batch()
-    assert batch is not None and list(batch.add) == [b"H:t:1"]
+    assert batch is not None
+    assert list(batch.add) == [b"H:t:1"]
     h.d.store_done(True)
     assert h.recv(c) == [JobCreated(b"H:t:1")]
     w = h.peer(b"f")
@@ -126,7 +128,8 @@ def test_background_retry_exhaustion_removes_it_from_the_store() -> None:
     h.d.disconnect(w)
     assert h.d.jobs == {}
     batch = h.d.take_store_batch()
-    assert batch is not None and batch.remove == [b"H:t:1"]
+    assert batch is not None
+    assert batch.remove == [b"H:t:1"]
 
 
 # --- S11 CAN_DO_TIMEOUT -----------------------------------------------------------------
@@ -147,12 +150,15 @@ def test_can_do_timeout_requeues_and_late_result_is_not_found() -> None:
     h.d.now = 11.5
     h.d.tick()
     job = h.d.jobs[b"H:t:1"]
-    assert job.state is JobState.QUEUED and job.attempts == 1 and job.worker is None
+    assert job.state is JobState.QUEUED
+    assert job.attempts == 1
+    assert job.worker is None
     assert slow.held == {}
     assert h.d.stats.jobs_timed_out == 1
     # The late result is refused and reaches no client (S8, S11).
     (err,) = h.send(slow, WorkComplete(b"H:t:1", b"late"))
-    assert isinstance(err, Error) and err.code == b"JOB_NOT_FOUND"
+    assert isinstance(err, Error)
+    assert err.code == b"JOB_NOT_FOUND"
     assert h.recv(c) == []
     # The next run's result is the one the client gets, once.
     fast = h.peer(b"f")
@@ -161,7 +167,8 @@ def test_can_do_timeout_requeues_and_late_result_is_not_found() -> None:
     assert h.recv(c) == [WorkComplete(b"H:t:1", b"on time")]
     h.d.now = 100.0
     h.d.tick()
-    assert h.recv(c) == [] and h.d.jobs == {}
+    assert h.recv(c) == []
+    assert h.d.jobs == {}
 
 
 def test_can_do_timeout_of_an_old_run_does_not_fire_on_the_next() -> None:
@@ -393,7 +400,8 @@ def test_regression_background_join_waits_for_the_commit() -> None:
     assert h.send(a, SubmitJobBg(b"f", b"u", b"x")) == []
     assert h.send(b, SubmitJobBg(b"f", b"u", b"x")) == []
     batch = h.d.take_store_batch()
-    assert batch is not None and len(batch.replies) == 2
+    assert batch is not None
+    assert len(batch.replies) == 2
     h.d.store_done(False)
     stored_failed = Error(b"QUEUE_ERROR", b"Job could not be stored")
     assert h.recv(a) == [stored_failed]
@@ -429,6 +437,7 @@ def test_regression_background_join_after_a_failed_write_stores_again() -> None:
     # The next background join must write it, not answer at once.
     assert h.send(bg, SubmitJobBg(b"f", b"u", b"x")) == []
     batch = h.d.take_store_batch()
-    assert batch is not None and list(batch.add) == [b"H:t:1"]
+    assert batch is not None
+    assert list(batch.add) == [b"H:t:1"]
     h.d.store_done(True)
     assert h.recv(bg) == [JobCreated(b"H:t:1")]

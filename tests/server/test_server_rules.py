@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 import trio
-from trio.testing import MockClock
 
 from trigear.protocol.packets import (
     CanDo,
@@ -52,6 +53,9 @@ from trigear.server import Server, ServerConfig
 
 from ..memory_peer import Connect, Peer
 
+if TYPE_CHECKING:
+    from trio.testing import MockClock
+
 
 async def created(peer: Peer) -> bytes:
     ev = await peer.recv()
@@ -92,7 +96,8 @@ async def test_s1_every_submit_variant_gets_job_created_in_order(
     )
     handles = [await created(c) for _ in range(9)]
     numbers = [int(h.rsplit(b":", 1)[1]) for h in handles]
-    assert numbers == sorted(numbers) and len(set(numbers)) == 9
+    assert numbers == sorted(numbers)
+    assert len(set(numbers)) == 9
     assert all(h.startswith(b"H:test:") for h in handles)
 
 
@@ -145,7 +150,8 @@ async def test_s2_64_byte_unique_kept_exact_65_refused(
     await created(c)
     w = await worker(connect, b"f")
     job = await grab(w)
-    assert job.unique == u64 and job.data == b"1"
+    assert job.unique == u64
+    assert job.data == b"1"
     await c.send(SubmitJobBg(b"f", b"u" * 65, b"4"))
     assert await c.recv() == Error(b"ARGUMENT_TOO_LARGE", b"Unique value too large")
     await c.send(EchoReq(b"still here"))
@@ -494,7 +500,8 @@ async def test_s15_bad_epoch_is_an_error(autojump_clock: MockClock, connect: Con
     c = await connect()
     await c.send_raw(b"\0REQ" + (36).to_bytes(4, "big") + (9).to_bytes(4, "big") + b"f\0u\0abc\0d")
     ev = await c.recv()
-    assert isinstance(ev, Error) and ev.code == b"INVALID_ARGUMENT"
+    assert isinstance(ev, Error)
+    assert ev.code == b"INVALID_ARGUMENT"
     await c.send(SubmitJobEpoch(b"f", b"", 0, b"past"))
     await created(c)
 
@@ -565,7 +572,8 @@ async def test_s20_bad_input_answered_and_connection_kept_when_in_sync(
     # Too few arguments: an error for that packet only.
     await c.send_raw(b"\0REQ" + (7).to_bytes(4, "big") + (2).to_bytes(4, "big") + b"fn")
     ev = await c.recv()
-    assert isinstance(ev, Error) and ev.code == b"INVALID_PACKET"
+    assert isinstance(ev, Error)
+    assert ev.code == b"INVALID_PACKET"
     await c.send(EchoReq(b"alive"))
     assert await c.recv() == EchoRes(b"alive")
 
@@ -576,7 +584,8 @@ async def test_s20_oversize_body_refused_from_header_then_closed(
     c = await connect()
     await c.send_raw(b"\0REQ" + (7).to_bytes(4, "big") + (0xFFFFFFFF).to_bytes(4, "big"))
     ev = await c.recv()
-    assert isinstance(ev, Error) and ev.code == b"ARGUMENT_TOO_LARGE"
+    assert isinstance(ev, Error)
+    assert ev.code == b"ARGUMENT_TOO_LARGE"
     assert await c.closed()
 
 
@@ -584,7 +593,8 @@ async def test_s20_garbage_magic_closes(autojump_clock: MockClock, connect: Conn
     c = await connect()
     await c.send_raw(b"\0XYZ" + bytes(8))
     ev = await c.recv()
-    assert isinstance(ev, Error) and ev.code == b"INVALID_MAGIC"
+    assert isinstance(ev, Error)
+    assert ev.code == b"INVALID_MAGIC"
     assert await c.closed()
 
 

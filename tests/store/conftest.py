@@ -7,15 +7,19 @@ throwaway cluster of their own on another port and never touch that server.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from trigear.store import MemoryStore
 
 from ..peers import Cluster, open_cluster
-from .store_helpers import StoreFactory
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from .store_helpers import StoreFactory
 
 
 def _factory(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from trigear.store import MemoryStore, PostgresStore, SqliteStore, open_store
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 async def test_memory() -> None:

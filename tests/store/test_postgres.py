@@ -15,7 +15,8 @@ pytestmark = pytest.mark.postgres
 def test_description_hides_the_password() -> None:
     store = PostgresStore("postgresql://me:s3cret@db.example:6543/jobs")
     assert "s3cret" not in store.description
-    assert "host=db.example" in store.description and "port=6543" in store.description
+    assert "host=db.example" in store.description
+    assert "port=6543" in store.description
 
 
 def test_bad_arguments() -> None:

@@ -6,14 +6,17 @@ import contextlib
 import os
 import sqlite3
 import subprocess
-from collections.abc import Iterator
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from trigear.store import SqliteStore, StoreError
 
 from .store_helpers import job
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
 
 
 def test_rejects_unknown_synchronous(tmp_path: Path) -> None:

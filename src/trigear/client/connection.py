@@ -25,16 +25,19 @@ GET_STATUS with empty numerator and denominator for a job that has sent no WORK_
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from struct import Struct
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import anyio
 import anyio.abc
 
 from ..protocol import Decoder, Event, RemoteProtocolError, Role
 from .errors import ConnectionLost
-from .placement import Address
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .placement import Address
 
 __all__ = ["HIGH_WATER", "Connection"]
 

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import random
 import zlib
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
 
 __all__ = ["DEFAULT_PORT", "Address", "Backoff", "Placement", "parse_address", "parse_addresses"]
 

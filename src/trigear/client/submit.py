@@ -22,11 +22,10 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import anyio.abc
@@ -44,6 +43,9 @@ from .errors import (
     ServerError,
 )
 from .placement import Address, Backoff, Placement, parse_addresses
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterable, Sequence
 
 __all__ = [
     "Client",
@@ -217,7 +219,8 @@ class _Submission(_Waiter):
         """The job's result, or raise why it has none."""
         if self.error is not None:
             raise self.error
-        assert self.outcome is not None and self.handle is not None
+        assert self.outcome is not None
+        assert self.handle is not None
         kind, data = self.outcome
         if kind == "complete":
             return data

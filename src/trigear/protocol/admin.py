@@ -11,9 +11,12 @@ except ``getpid``, ``verbose`` and ``version``, which end in ``\\n`` (gearmand 1
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import quote_plus
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 __all__ = [
     "AdminRequest",

@@ -9,11 +9,14 @@ applies (S18), and ``shutdown [graceful]`` works, from loopback only (S21).
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from ..protocol import admin as fmt
-from ..protocol.admin import AdminRequest
-from .dispatcher import Dispatcher
-from .state import Peer
+
+if TYPE_CHECKING:
+    from ..protocol.admin import AdminRequest
+    from .dispatcher import Dispatcher
+    from .state import Peer
 
 __all__ = ["answer", "parse_maxqueue"]
 

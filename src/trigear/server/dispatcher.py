@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import heapq
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._version import __version__
 from ..protocol.admin import parse_admin_line
 from ..protocol.codec import encode_response
-from ..protocol.errors import RemoteProtocolError
 from ..protocol.packets import (
     AdminCommand,
     AllYours,
@@ -76,6 +74,11 @@ from ..protocol.packets import (
 from ..store.base import LoadResult, StoredJob
 from .config import ServerConfig
 from .state import Func, JobRecord, JobState, Peer, PendingReply
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from ..protocol.errors import RemoteProtocolError
 
 __all__ = ["Dispatcher", "ServerStats", "StoreBatch"]
 

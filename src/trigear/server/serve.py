@@ -23,9 +23,8 @@ import logging
 import math
 import os
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -36,6 +35,9 @@ from ..store.memory import MemoryStore
 from .config import ServerConfig
 from .dispatcher import Dispatcher, ServerStats, StoreBatch
 from .state import Peer
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["Server", "serve_gearman"]
 

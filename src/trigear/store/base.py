@@ -13,11 +13,13 @@ order and priority, epoch jobs at their time, under their original handles.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ..protocol.packets import Priority
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["LoadResult", "Priority", "Store", "StoreError", "StoredJob"]
 

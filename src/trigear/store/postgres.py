@@ -39,13 +39,14 @@ Schema (version 1), created if missing, table names prefixed ``trigear_`` by def
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._thread import ThreadedStore
 from .base import LoadResult, Priority, StoredJob, StoreError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import psycopg
 
 __all__ = ["MISSING_PSYCOPG", "PostgresStore"]

@@ -36,11 +36,13 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Sequence
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from ._thread import ThreadedStore
 from .base import LoadResult, Priority, StoredJob, StoreError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["SqliteStore"]
 
