@@ -1,5 +1,6 @@
-"""``python -m trigear`` / ``trigear``: run the job server in the foreground.
+"""``trigear [serve]``: run the job server in the foreground.
 
+``trigear`` with no command, ``python -m trigear`` and ``trigear serve`` all land here.
 Flags follow gearmand's where gearmand has one (``-p``, ``-L``, ``--job-retries``,
 ``--worker-wakeup``, ``-l``, ``-P``), so trigear can stand in for it in scripts.  A user
 mistake gets one readable line on stderr and exit status 2, never a traceback.
@@ -17,23 +18,20 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from ._version import __version__
-from .protocol.limits import Limits
-from .server.config import ServerConfig
-from .server.serve import Server
+from .._version import __version__
+from ..protocol.limits import Limits
+from ..server.config import ServerConfig
+from ..server.serve import Server
+from ._common import Parser, UsageError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from .store.base import Store
+    from ..store.base import Store
 
 __all__ = ["build_parser", "main"]
 
 LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
-
-
-class UsageError(Exception):
-    """A mistake in the command line: printed, exit status 2."""
 
 
 def _int(lo: int, hi: int | None = None) -> Callable[[str], int]:
@@ -66,17 +64,23 @@ def _size(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="trigear",
+def build_parser(prog: str = "trigear serve") -> argparse.ArgumentParser:
+    """The server's flags (``trigear --help``)."""
+    from . import COMMANDS
+
+    commands = "".join(f"  {name:<8}{what}\n" for name, what in COMMANDS.items())
+    p = Parser(
+        prog=prog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
-            "A Gearman job server. Serves any Gearman client or worker (libgearman, PHP, "
+            "A Gearman job server. Serves any Gearman client or worker (libgearman, PHP,\n"
             "Perl, Python, Go, Java) in place of gearmand."
         ),
         epilog=(
-            "Signals: SIGTERM, SIGINT or SIGUSR1 drain gracefully (stop accepting and "
-            "assigning, let running jobs finish, write the store, exit 0); a second "
-            "signal exits at once."
+            "Signals: SIGTERM, SIGINT or SIGUSR1 drain gracefully (stop accepting and\n"
+            "assigning, let running jobs finish, write the store, exit 0); a second\n"
+            "signal exits at once.\n\n"
+            f"commands (trigear COMMAND --help):\n{commands}"
         ),
     )
     net = p.add_argument_group("listening")
@@ -178,10 +182,10 @@ def _config(args: argparse.Namespace) -> ServerConfig:
 
 def _store(url: str) -> Store:
     try:
-        from .store import open_store
+        from ..store import open_store
     except ImportError:  # pragma: no cover - only before the durable stores exist
         if url == "memory":
-            from .store.memory import MemoryStore
+            from ..store.memory import MemoryStore
 
             return MemoryStore()
         raise UsageError(f"--store {url!r}: only 'memory' is available") from None
@@ -231,14 +235,15 @@ def _addr(listener: trio.SocketListener) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, *, prog: str = "trigear serve") -> None:
+    """Run the server until a signal drains it; exit 0, or 2 for a user mistake."""
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     handlers: list[logging.Handler]
     try:
         handlers = [logging.FileHandler(args.log_file)] if args.log_file else []
     except OSError as exc:
-        parser.exit(2, f"trigear: cannot open log file: {exc}\n")
+        parser.exit(2, f"{prog}: cannot open log file: {exc}\n")
     logging.basicConfig(
         level=args.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -255,5 +260,5 @@ def main(argv: Sequence[str] | None = None) -> None:
                 raise UsageError(f"cannot write pid file: {exc}") from None
         trio.run(_run, args, config, store)
     except* UsageError as group:
-        parser.exit(2, "".join(f"trigear: {e}\n" for e in group.exceptions))
+        parser.exit(2, "".join(f"{prog}: {e}\n" for e in group.exceptions))
     sys.exit(0)
