@@ -13,6 +13,9 @@ import trigear.protocol
 import trigear.server
 
 PUBLIC = [
+    "AdminClient",
+    "BlockingClient",
+    "BlockingJobStream",
     "Client",
     "ConnectionLost",
     "DataUpdate",
@@ -33,6 +36,7 @@ PUBLIC = [
     "WarningUpdate",
     "Worker",
     "__version__",
+    "open_admin_client",
     "open_client",
     "open_store",
     "protocol",
@@ -84,7 +88,9 @@ def test_importing_the_protocol_core_imports_nothing_else() -> None:
 
 
 def test_a_client_program_never_loads_the_server() -> None:
-    loaded = _loaded_after("import trigear\nfrom trigear import open_client, Worker")
+    loaded = _loaded_after(
+        "import trigear\nfrom trigear import open_client, Worker, BlockingClient, AdminClient"
+    )
     assert not {m for m in loaded if m.startswith(("trigear.server", "trigear.store"))}
 
 

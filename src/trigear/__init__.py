@@ -5,6 +5,9 @@ The public API, in one place (``tests/test_exports.py`` pins it):
 * the client side (:mod:`trigear.client`, on anyio): :func:`open_client`,
   :class:`Client`, :class:`JobStream`, the progress updates, :class:`Worker` and the
   :class:`Job` a worker function gets, and the errors;
+* for code that is not async, :class:`BlockingClient` (and the
+  :class:`BlockingJobStream` it streams with); for the admin protocol,
+  :func:`open_admin_client` and :class:`AdminClient`;
 * the embeddable server (:mod:`trigear.server`, on Trio): :func:`serve_gearman`,
   :class:`Server`, :class:`ServerConfig`, and :func:`open_store` for a durable store;
 * :class:`Priority`, and the sans-IO protocol core as :mod:`trigear.protocol`.
@@ -41,6 +44,8 @@ if TYPE_CHECKING:
         Worker,
         open_client,
     )
+    from .client.admin import AdminClient, open_admin_client
+    from .client.blocking import BlockingClient, BlockingJobStream
     from .protocol.packets import Priority
     from .server import Server, ServerConfig, serve_gearman
     from .store import open_store
@@ -69,12 +74,17 @@ _EXPORTS: dict[str, str] = {
         ),
         "trigear.client",
     ),
+    **dict.fromkeys(("AdminClient", "open_admin_client"), "trigear.client.admin"),
+    **dict.fromkeys(("BlockingClient", "BlockingJobStream"), "trigear.client.blocking"),
     **dict.fromkeys(("Server", "ServerConfig", "serve_gearman"), "trigear.server"),
     "open_store": "trigear.store",
     "Priority": "trigear.protocol.packets",
 }
 
 __all__ = [
+    "AdminClient",
+    "BlockingClient",
+    "BlockingJobStream",
     "Client",
     "ConnectionLost",
     "DataUpdate",
@@ -95,6 +105,7 @@ __all__ = [
     "WarningUpdate",
     "Worker",
     "__version__",
+    "open_admin_client",
     "open_client",
     "open_store",
     "protocol",
