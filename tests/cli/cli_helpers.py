@@ -125,6 +125,11 @@ class Terminal:
         os.close(self.master)
 
 
+def _take_terminal(fd: int) -> None:
+    os.setsid()
+    fcntl.ioctl(fd, termios.TIOCSCTTY, 0)
+
+
 @contextmanager
 def on_terminal(
     *args: str, cols: int = 100, rows: int = 30, stdin: Any = None, stdout_pipe: bool = False
@@ -139,7 +144,9 @@ def on_terminal(
         stdout=subprocess.PIPE if stdout_pipe else slave,
         stderr=slave,
         env=plain_env(TERM="xterm-256color"),
-        start_new_session=True,
+        # A session of its own with the terminal as its controlling terminal, so a
+        # Ctrl-C typed into it is a SIGINT to the program, as in a real terminal.
+        preexec_fn=functools.partial(_take_terminal, slave),
     )
     os.close(slave)
     screen = pyte.Screen(cols, rows)

@@ -68,13 +68,22 @@ def add_server_flag(parser: argparse.ArgumentParser) -> None:
 
 def servers(args: argparse.Namespace) -> tuple[str, ...]:
     """The ``-s`` addresses, checked (a bad one is a :class:`UsageError`)."""
-    from ..client.placement import parse_addresses
+    from ..client.placement import parse_address, parse_addresses
 
     given = tuple(args.server or (DEFAULT_SERVER,))
     try:
-        return tuple(str(a) for a in parse_addresses(given))
+        addresses = parse_addresses(given)
     except ValueError as exc:
         raise UsageError(f"-s: {exc}") from None
+    for text, address in zip(given, addresses, strict=True):
+        # What does not read back as itself was not an address ("a:b]" as an IPv6 host).
+        try:
+            same = parse_address(str(address)) == address
+        except ValueError:
+            same = False
+        if not same:
+            raise UsageError(f"-s: not a server address: {text!r}")
+    return tuple(str(a) for a in addresses)
 
 
 def fail(prog: str, message: str, status: int = EXIT_USAGE) -> NoReturn:
