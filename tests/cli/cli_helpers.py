@@ -126,6 +126,7 @@ class Terminal:
 
 
 def _take_terminal(fd: int) -> None:
+    """In the child: a new session whose controlling terminal is the pty ``fd``."""
     os.setsid()
     fcntl.ioctl(fd, termios.TIOCSCTTY, 0)
 
