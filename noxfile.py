@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["tests", "lint", "typecheck", "interop"]
+nox.options.sessions = ["tests", "lint", "typecheck", "docs", "interop"]
 nox.options.reuse_existing_virtualenvs = True
 
 PY = "3.11"
@@ -36,3 +36,13 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     session.install("-e", ".[dev]")
     session.run("mypy", "--strict", "src")
+
+
+@nox.session(python=PY)
+def docs(session: nox.Session) -> None:
+    """The documentation site (Sphinx): the markdown pages and the API reference from the
+    docstrings, with every warning an error.  HTML lands in docs/_build/html."""
+    session.install("-e", ".[docs]")
+    session.run(
+        "sphinx-build", "-W", "--keep-going", "-q", "-b", "html", "docs", "docs/_build/html"
+    )
