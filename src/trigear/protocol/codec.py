@@ -44,7 +44,6 @@ from .packets import (
 )
 
 __all__ = [
-    "HEADER",
     "NEED_DATA",
     "REQ",
     "RES",
@@ -59,7 +58,6 @@ __all__ = [
 
 REQ: Final = b"\0REQ"
 RES: Final = b"\0RES"
-HEADER: Final = Struct(">4sII")
 _REQ_INT: Final = 0x00524551
 _RES_INT: Final = 0x00524553
 _HEAD3: Final = Struct(">III")
