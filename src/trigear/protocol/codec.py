@@ -355,9 +355,9 @@ class Decoder:
     def _parse(self, limit: int) -> list[Event]:
         """Decode up to ``limit`` events (0: all there are) from what is buffered.
 
-        The loop is the hot path, so it keeps the buffer and its position in locals and
-        calls out only per packet body (its type's generated decoder) and for what is rare: admin
-        lines, refills from pending chunks, rejected headers, errors.
+        The loop is the hot path: it keeps the buffer and its position in locals, and
+        calls out once per packet body (its type's generated decoder) and otherwise only
+        for what is rare: admin lines, rejected headers, refills, errors.
         """
         self._raise_held_error()
         self._fill()
@@ -372,6 +372,7 @@ class Decoder:
         try:
             while not limit or len(out) < limit:
                 if end - pos >= 12 and not buf[pos]:
+                    # A whole header: a binary packet.
                     magic, ptype, size = unpack(buf, pos)
                     decode = table.get(ptype)
                     if magic != want or size > max_body or decode is None:
@@ -387,13 +388,15 @@ class Decoder:
                         continue
                     self._need = 12 + size
                 elif pos < end and buf[pos]:
+                    # Not a NUL first: an admin text line.
                     nxt = self._line(buf, pos, end, out)
                     if nxt >= 0:
                         pos = nxt
                         continue
                 else:
-                    self._need = 12
-                # Incomplete: go on only if pending chunks bring what is needed.
+                    self._need = 12  # too few bytes for a header
+                # Incomplete here.  Chunks fed while a caller took events one at a time
+                # may complete it: go on if they do.
                 self._pos = pos
                 if not self._fill():
                     break
