@@ -12,7 +12,8 @@ PY = "3.11"
 
 @nox.session(python=PY)
 def tests(session: nox.Session) -> None:
-    """The whole suite but the real-peer interop tests, with branch coverage."""
+    """The whole suite but the real-peer interop tests, with branch coverage; the report
+    fails below `fail_under` in pyproject.toml."""
     session.install("-e", ".[test]")
     session.run("coverage", "run", "-m", "pytest", "-m", "not interop", *session.posargs)
     session.run("coverage", "report", "--skip-covered")

@@ -3,15 +3,17 @@
 Not a test: run it and read the figures (docs/performance.md, "Client and worker").
 
     python benchmarks/client_worker_bench.py [--jobs 20000] [--inflight 100]
-        [--gearmand /usr/sbin/gearmand] [--gearload /tmp/gearload] [--backend trio]
+        [--gearmand PATH] [--gearload PATH] [--backend trio]
 
-Three pairs do the same work, one after the other, against one gearmand started on a
-free loopback port: foreground jobs with a 64-byte payload that the worker echoes,
-``--inflight`` in flight, one client process and one worker process each.
+Three pairs do the same work, one after the other, against one gearmand (Debian's
+gearman-job-server by default) started on a free loopback port: foreground jobs with a
+64-byte payload that the worker echoes, ``--inflight`` in flight, one client process and
+one worker process each.
 
-* ``C``: /work/shared/tools/gearload.c (a libgearman client and a C worker), run as
-  ``gearload -p PORT -m fg -c 1 -w 1 -b INFLIGHT -n JOBS``.
-  Build: ``cc -O2 -o /tmp/gearload /work/shared/tools/gearload.c -lgearman``.
+* ``C``: the neutral libgearman load generator, ``../shared/tools/gearload.c`` (a
+  libgearman client and a C worker), run as
+  ``gearload -p PORT -m fg -c 1 -w 1 -b INFLIGHT -n JOBS``.  Built here with ``cc``
+  (needs libgearman-dev) unless ``--gearload`` names a binary already built.
 * ``trigear``: ``trigear.open_client`` with INFLIGHT tasks submitting, and
   ``trigear.Worker.run(concurrency=INFLIGHT)``.
 * ``gear``: python gear's ``Client`` (INFLIGHT jobs outstanding; its ``submitJob`` waits
@@ -27,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -36,6 +37,18 @@ import threading
 import time
 
 PAYLOAD = b"x" * 64
+HERE = os.path.dirname(os.path.abspath(__file__))
+GEARLOAD_C = os.path.join(HERE, "..", "..", "shared", "tools", "gearload.c")
+
+
+def build_gearload(source: str, exe: str) -> str | None:
+    """Compile the load generator; None (the C pair is left out) if that fails."""
+    try:
+        subprocess.run(["cc", "-O2", "-o", exe, source, "-lgearman"], check=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        print(f"cannot build {source} ({exc}): the C pair is left out")
+        return None
+    return exe
 
 
 def free_port() -> int:
@@ -148,7 +161,10 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=20000)
     ap.add_argument("--inflight", type=int, default=100)
     ap.add_argument("--gearmand", default="/usr/sbin/gearmand")
-    ap.add_argument("--gearload", default="/tmp/gearload")
+    ap.add_argument("--gearload", help="a gearload binary (default: build --gearload-c)")
+    ap.add_argument(
+        "--gearload-c", default=GEARLOAD_C, help="its source (../shared/tools/gearload.c)"
+    )
     ap.add_argument("--backend", default="trio", choices=["trio", "asyncio"])
     ap.add_argument("--skip-gear", action="store_true")
     ap.add_argument(
@@ -168,6 +184,7 @@ def main() -> None:
 
     port = free_port()
     log = tempfile.NamedTemporaryFile(prefix="bench-gearmand-", suffix=".log")  # noqa: SIM115
+    build = tempfile.TemporaryDirectory(prefix="bench-gearload-")
     server = subprocess.Popen([a.gearmand, "-p", str(port), "-L", "127.0.0.1", "-l", log.name])
     results: dict[str, float] = {}
     try:
@@ -178,10 +195,11 @@ def main() -> None:
             except OSError:
                 time.sleep(0.02)
 
-        if shutil.which(a.gearload) or os.path.exists(a.gearload):
+        gearload = a.gearload or build_gearload(a.gearload_c, os.path.join(build.name, "gl"))
+        if gearload is not None:
             out = subprocess.run(
                 [
-                    a.gearload,
+                    gearload,
                     "-p",
                     str(port),
                     "-m",
@@ -202,8 +220,6 @@ def main() -> None:
             line = json.loads(out.strip().splitlines()[-1])
             results["C"] = float(line["jobs_per_s"])
             print(f"C        {results['C']:9.0f} jobs/s", flush=True)
-        else:
-            print(f"{a.gearload} not found: build it first (see the module docstring)")
 
         worker = spawn(
             "--role", "trigear-worker", "--port", str(port), "--function", "tg",
@@ -231,6 +247,7 @@ def main() -> None:
         server.kill()
         server.wait()
         log.close()
+        build.cleanup()
 
     for name, rate in results.items():
         ratio = f"  ({rate / results['C']:.2f}x C)" if "C" in results else ""

@@ -1,11 +1,12 @@
 """Memory per queued background job: RSS of a server holding N queued 64-byte jobs.
 
-    python benchmarks/queued_memory.py [--jobs 1000000] [--gearmand /usr/sbin/gearmand]
+    python benchmarks/queued_memory.py [--jobs 1000000] [--gearmand PATH]
 
-Starts trigear (memory store) and gearmand side by side, fills each with N background
-jobs using the neutral libgearman load generator (../shared/tools/gearload.c, built here
-with cc; no workers, so every job stays queued), and prints the growth of each server's
-resident set size divided by N.  Needs gearman-job-server, libgearman-dev and a C compiler.
+Starts trigear (memory store) and gearmand (Debian's by default) side by side, fills
+each with N background jobs using the neutral libgearman load generator
+(../shared/tools/gearload.c, built here with cc; no workers, so every job stays queued),
+and prints the growth of each server's resident set size divided by N.  Needs
+gearman-job-server, libgearman-dev and a C compiler.
 """
 
 from __future__ import annotations

@@ -12,8 +12,9 @@ from .peers import PG_ADMIN, missing
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-#: Real Gearman servers in subprocesses (``server``, ``gearmand``, ``make_server``).
-pytest_plugins = ["tests.server_processes"]
+#: Real Gearman servers in subprocesses (``server``, ``gearmand``, ``make_server``), and
+#: per-test timeouts that name a hung test and show where its tasks wait.
+pytest_plugins = ["tests.server_processes", "tests.timeouts"]
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -17,6 +18,7 @@ from trigear.protocol.packets import (
     CanDo,
     EchoReq,
     EchoRes,
+    Error,
     Event,
     GrabJobUniq,
     JobAssignUniq,
@@ -26,7 +28,7 @@ from trigear.protocol.packets import (
     WorkComplete,
 )
 
-from ..peers import free_port
+from ..peers import free_port, missing
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -64,11 +66,12 @@ class Conn:
         self.sock.close()
 
 
-@pytest.fixture
-def server() -> Iterator[tuple[subprocess.Popen[str], int]]:
+@contextlib.contextmanager
+def running(*args: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """``python -m trigear`` with ``args`` on a free port, accepting connections."""
     port = free_port()
     proc = subprocess.Popen(
-        [*TRIGEAR, "-p", str(port), "--shutdown-timeout", "20"],
+        [*TRIGEAR, "-p", str(port), *args],
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -81,10 +84,18 @@ def server() -> Iterator[tuple[subprocess.Popen[str], int]]:
             assert proc.poll() is None, proc.communicate()[1]
             assert time.time() < deadline, "server did not start"
             time.sleep(0.05)
-    yield proc, port
-    if proc.poll() is None:
-        proc.kill()
-    proc.communicate(timeout=10)
+    try:
+        yield proc, port
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=10)
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[subprocess.Popen[str], int]]:
+    with running("--shutdown-timeout", "20") as started:
+        yield started
 
 
 @pytest.mark.parametrize(
@@ -137,6 +148,28 @@ def test_help_and_version() -> None:
     v = run("--version")
     assert v.returncode == 0
     assert v.stdout.startswith("trigear ")
+
+
+def test_max_packet_size_is_what_the_server_enforces() -> None:
+    """S20, docs/server.md: with ``--max-packet-size 4K`` a 4 KiB body is served, and a
+    header declaring one byte more gets ERROR ARGUMENT_TOO_LARGE and a close, from the
+    header alone (none of the body is sent); other connections go on."""
+    with running("--max-packet-size", "4K") as (_, port):
+        c = Conn(port)
+        c.send(EchoReq(b"x" * 4096))
+        assert c.recv() == EchoRes(b"x" * 4096)
+        c.sock.sendall(b"\0REQ" + (16).to_bytes(4, "big") + (4097).to_bytes(4, "big"))
+        error = c.recv()
+        assert isinstance(error, Error)
+        assert error.code == b"ARGUMENT_TOO_LARGE"
+        assert b"4096" in error.text
+        with pytest.raises((EOFError, ConnectionResetError)):
+            c.recv()
+        c.close()
+        other = Conn(port)
+        other.send(EchoReq(b"y" * 4096))
+        assert other.recv() == EchoRes(b"y" * 4096)
+        other.close()
 
 
 def test_startup_line_says_where_and_which_store(
@@ -212,9 +245,21 @@ def test_sigusr1_is_graceful_too(server: tuple[subprocess.Popen[str], int]) -> N
     c.close()
 
 
-def test_listens_on_every_address_given_ipv6_too() -> None:
+def ipv6_loopback() -> bool:
+    """Whether ::1 can be bound here (IPv6 built in and the loopback configured)."""
     if not socket.has_ipv6:
-        pytest.skip("no IPv6 on this machine")
+        return False
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+def test_listens_on_every_address_given_ipv6_too() -> None:
+    if not ipv6_loopback():
+        missing("no IPv6 loopback (::1) on this machine")
     port = free_port()
     proc = subprocess.Popen(
         [*TRIGEAR, "-p", str(port), "-L", "::1", "-L", "127.0.0.1"],

@@ -13,19 +13,24 @@ import trio
 import trio.testing
 
 from trigear.server import Server, ServerConfig
-from trigear.store import PostgresStore, SqliteStore, Store, StoredJob
+from trigear.store import PostgresStore, SqliteStore, Store, StoredJob, StoreError
 
 from ..memory_peer import Peer
 
 
 class Gate:
-    """Holds every commit on the store's database thread until opened (a slow disk)."""
+    """Holds every commit on the store's database thread until opened (a slow disk), and
+    fails every commit while ``failing`` is set (a broken one)."""
 
     def __init__(self) -> None:
         self._open = threading.Event()
         self._open.set()
         #: Commits that reached the gate (entered, not necessarily passed).
         self.arrived = 0
+        #: Commits that went through the gate and returned: their batch is stored.
+        self.committed = 0
+        #: Commits raise StoreError, applying nothing, while this is set.
+        self.failing = False
 
     def close(self) -> None:
         self._open.clear()
@@ -37,6 +42,8 @@ class Gate:
         self.arrived += 1
         if not self._open.wait(5):
             raise AssertionError("the gate stayed closed for 5 s")
+        if self.failing:
+            raise StoreError("the gate failed this commit")
 
 
 class GatedSqliteStore(SqliteStore):
@@ -45,6 +52,7 @@ class GatedSqliteStore(SqliteStore):
     def _commit(self, *args: Any) -> None:
         self.gate.wait()
         super()._commit(*args)
+        self.gate.committed += 1
 
 
 class GatedPostgresStore(PostgresStore):
@@ -53,6 +61,7 @@ class GatedPostgresStore(PostgresStore):
     def _commit(self, *args: Any) -> None:
         self.gate.wait()
         super()._commit(*args)
+        self.gate.committed += 1
 
 
 class FullSqliteStore(SqliteStore):

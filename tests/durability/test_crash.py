@@ -68,7 +68,8 @@ from ..peers import free_port
 if TYPE_CHECKING:
     from pathlib import Path
 
-pytestmark = pytest.mark.crash
+# Each store's cycles take about 30 s on a quiet machine: well over the default limit.
+pytestmark = [pytest.mark.crash, pytest.mark.timeout(600)]
 
 FUNC = b"crash"
 CYCLES = int(os.environ.get("TRIGEAR_CRASH_CYCLES", "30"))

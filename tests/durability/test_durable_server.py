@@ -73,7 +73,12 @@ def handles(jobs: list) -> list[bytes]:  # type: ignore[type-arg]
 # --- what is stored, and when ------------------------------------------------------------------
 
 
-async def test_every_background_submit_is_stored_before_job_created(running: Running) -> None:
+async def test_every_background_submit_is_stored_before_job_created(
+    running: Running, gate: Gate
+) -> None:
+    """S19 for each kind of background submit: its commit is held at the gate, and no
+    JOB_CREATED comes while it is; the one that comes after finds the commit returned and
+    the job stored as submitted."""
     c = await running.connect()
     future = int(time.time()) + 3600
     submits = [
@@ -89,9 +94,15 @@ async def test_every_background_submit_is_stored_before_job_created(running: Run
         ),
     ]
     for submit, prio, when, reducer in submits:
+        gate.close()
+        arrived, committed = gate.arrived, gate.committed
         await c.send(submit)
+        await wait_until(lambda n=arrived: gate.arrived > n)  # its commit is held
+        await c.nothing(0.3)
+        assert gate.committed == committed
+        gate.open()
         handle = await c.created()
-        # The reply came after the commit: the store holds the job as submitted.
+        assert gate.committed > committed
         stored = {j.handle: j for j in await running.stored()}
         job = stored[handle]
         assert (job.function, job.unique, job.data) == (b"f", submit.unique, submit.data)
@@ -400,6 +411,21 @@ async def test_a_foreground_job_joined_twice_by_background_submits(
     assert handles(await running.stored()) == [handle]
 
 
-async def test_queue_error_text(running: Running) -> None:
-    # (The error a failed commit gives, as the failure tests expect it.)
-    assert Error(b"QUEUE_ERROR", b"Job could not be stored").code == b"QUEUE_ERROR"
+async def test_a_failed_commit_gets_queue_error_and_stores_nothing(
+    running: Running, gate: Gate
+) -> None:
+    """S19: a background submit whose commit fails gets ERROR QUEUE_ERROR "Job could not
+    be stored" (the text the failure tests expect), never JOB_CREATED, and is not a job;
+    once commits work again the same submit is stored and acknowledged."""
+    c = await running.connect()
+    w = await worker(running, b"f")
+    gate.failing = True
+    await c.send(SubmitJobBg(b"f", b"u", b"x"))
+    assert await c.recv() == Error(b"QUEUE_ERROR", b"Job could not be stored")
+    await no_job(w)
+    assert await running.stored() == []
+    gate.failing = False
+    await c.send(SubmitJobBg(b"f", b"u", b"x"))
+    handle = await c.created()
+    assert handles(await running.stored()) == [handle]
+    assert (await grab(w)).handle == handle

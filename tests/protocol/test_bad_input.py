@@ -445,6 +445,26 @@ def test_next_event_raises_at_the_bad_packet_only() -> None:
     assert dec.next_event() is NEED_DATA
 
 
+def test_rejected_packet_whose_body_came_while_a_reader_lagged_is_skipped() -> None:
+    """A reader that takes one event at a time: the bad packet's header is buffered
+    behind a good packet, and its body (with look-alike packets in it) arrives before
+    the reader gets to it.  The skip must drop those bytes too, not only later ones."""
+    dec = Decoder(Role.SERVER)
+    first = encode_request(SubmitJob(b"f", b"u", b"x" * 100))
+    body = GOOD * 3
+    bad = header(b"\0REQ", 5, len(body))
+    dec.receive_data(first[:50])
+    assert dec.next_event() is NEED_DATA
+    dec.receive_data(first[50:] + bad + body[:3])
+    assert dec.next_event() == SubmitJob(b"f", b"u", b"x" * 100)
+    dec.receive_data(body[3:] + encode_request(CanDo(b"after")))
+    with pytest.raises(RemoteProtocolError) as info:
+        dec.next_event()
+    assert info.value.code == b"INVALID_COMMAND"
+    assert dec.next_event() == CanDo(b"after")
+    assert dec.next_event() is NEED_DATA
+
+
 def test_status_res_with_empty_numbers_reads_as_zero() -> None:
     """The Perl Gearman::Server sends GET_STATUS answers with empty progress numbers."""
     from trigear.protocol import Decoder, Role, StatusRes, StatusResUnique

@@ -7,6 +7,7 @@ the first byte), ended by ``\\n`` or ``\\r\\n``.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from typing import Any
 
@@ -140,6 +141,44 @@ def test_client_stream_random_splits(
     wire = to_wire(events, Role.CLIENT)
     assert decode_chunks(Role.CLIENT, [wire]) == events
     assert decode_chunks(Role.CLIENT, split_at(wire, cuts), one_at_a_time) == events
+
+
+def decode_lagging(role: Role, events: list[Any], cuts: list[int]) -> list[Any]:
+    """Feed the cut wire form of ``events`` and take only one event after each feed, so
+    later bytes arrive while whole packets are still buffered (a reader that falls
+    behind).  Every call must return an event whenever a whole one is buffered."""
+    ends = list(itertools.accumulate(len(to_wire([e], role)) for e in events))
+    dec = Decoder(role)
+    got: list[Any] = []
+    fed = 0
+    for chunk in split_at(to_wire(events, role), cuts) + [b""] * len(events):
+        dec.receive_data(chunk)
+        fed += len(chunk)
+        event = dec.next_event()
+        if len(got) < bisect.bisect_right(ends, fed):
+            assert event is not NEED_DATA, (len(got), fed)
+            got.append(event)
+        else:
+            assert event is NEED_DATA
+    assert dec.buffered == 0
+    return got
+
+
+def test_lagging_reader_gets_a_packet_that_completes_behind_a_buffered_one() -> None:
+    # The second packet's header is cut after 5 bytes while the first is being taken;
+    # its remaining 7 bytes come after.  The decoder must see that they complete it.
+    events = [SubmitJob(b"f", b"u", b"x" * 100), PreSleep(), CanDo(b"g")]
+    first = len(encode_request(events[0]))
+    assert decode_lagging(Role.SERVER, events, [50, first + 5, first + 12]) == events
+
+
+@STREAM_SETTINGS
+@given(
+    events=st.lists(server_events(), max_size=12),
+    cuts=st.lists(st.integers(0, 4000), max_size=12),
+)
+def test_lagging_reader_random_splits(events: list[Any], cuts: list[int]) -> None:
+    assert decode_lagging(Role.SERVER, events, cuts) == events
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])

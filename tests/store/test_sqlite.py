@@ -12,6 +12,7 @@ import pytest
 
 from trigear.store import SqliteStore, StoreError
 
+from ..peers import missing
 from .store_helpers import job
 
 if TYPE_CHECKING:
@@ -113,45 +114,46 @@ async def test_disk_full_fails_the_batch_and_recovers(tmp_path: Path) -> None:
     assert loaded.last_handle_number == 49
 
 
-@contextlib.contextmanager
-def tiny_filesystem(where: Path, size: str) -> Iterator[Path]:
+@pytest.fixture
+def tiny_filesystem(tmp_path: Path) -> Iterator[Path]:
+    """A 1 MiB tmpfs of the test's own; mounting it needs root, which CI has."""
+    where = tmp_path / "fs"
     where.mkdir()
     try:
         subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={size}", "trigear-test", str(where)],
+            ["mount", "-t", "tmpfs", "-o", "size=1m", "trigear-test", str(where)],
             check=True,
             capture_output=True,
         )
     except (OSError, subprocess.CalledProcessError) as exc:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {exc}")
+        missing(f"cannot mount a tmpfs here (needs root): {exc}")
     try:
         yield where
     finally:
         subprocess.run(["umount", "-l", str(where)], check=False, capture_output=True)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
-async def test_real_full_filesystem(tmp_path: Path) -> None:
+async def test_real_full_filesystem(tiny_filesystem: Path) -> None:
     """ENOSPC from a full 1 MiB tmpfs: the batch fails, the store recovers once space is
     freed, and nothing of the failed batch is stored."""
-    with tiny_filesystem(tmp_path / "fs", "1m") as fs:
-        store = SqliteStore(fs / "q.db")
-        try:
-            await store.commit([job(1)], [], [], 1)
-            filler = fs / "filler"
-            with contextlib.suppress(OSError), filler.open("wb") as f:
-                while True:
-                    f.write(b"\0" * 4096)
-                    f.flush()
-            big = [job(i, data=os.urandom(2000)) for i in range(2, 200)]
-            with pytest.raises(StoreError, match=r"SQLITE_FULL|SQLITE_IOERR"):
-                await store.commit(big, [], [], 199)
-            filler.unlink()
-            await store.commit(big[:50], [], [], 51)
-        finally:
-            await store.aclose()
-        reopened = SqliteStore(fs / "q.db")
-        loaded = await reopened.load()
-        await reopened.aclose()
-        assert loaded.jobs == [job(1), *big[:50]]
-        assert loaded.last_handle_number == 51
+    fs = tiny_filesystem
+    store = SqliteStore(fs / "q.db")
+    try:
+        await store.commit([job(1)], [], [], 1)
+        filler = fs / "filler"
+        with contextlib.suppress(OSError), filler.open("wb") as f:
+            while True:
+                f.write(b"\0" * 4096)
+                f.flush()
+        big = [job(i, data=os.urandom(2000)) for i in range(2, 200)]
+        with pytest.raises(StoreError, match=r"SQLITE_FULL|SQLITE_IOERR"):
+            await store.commit(big, [], [], 199)
+        filler.unlink()
+        await store.commit(big[:50], [], [], 51)
+    finally:
+        await store.aclose()
+    reopened = SqliteStore(fs / "q.db")
+    loaded = await reopened.load()
+    await reopened.aclose()
+    assert loaded.jobs == [job(1), *big[:50]]
+    assert loaded.last_handle_number == 51

@@ -57,6 +57,17 @@ async def test_round_trip_all_fields_in_order(durable_store: StoreFactory) -> No
     assert len(loaded.jobs[0].unique) == 64
 
 
+async def test_bytes_like_fields_are_stored_as_bytes(durable_store: StoreFactory) -> None:
+    given = job(1, unique=bytearray(b"u1"), data=memoryview(b"d\x00"), reducer=bytearray(b"r"))
+    store = durable_store()
+    await store.load()
+    await store.commit([given], [], [], 1)
+    await store.aclose()
+    (back,) = (await reopen(durable_store)).jobs
+    assert back == job(1, unique=b"u1", data=b"d\x00", reducer=b"r")
+    assert all(type(v) is bytes for v in (back.unique, back.data, back.reducer))
+
+
 async def test_remove_and_attempts_persist(durable_store: StoreFactory) -> None:
     store = durable_store()
     await store.load()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterable
+from functools import lru_cache
 from struct import Struct
 from typing import Any, Final, Literal
 
@@ -43,7 +44,6 @@ from .packets import (
 )
 
 __all__ = [
-    "HEADER",
     "NEED_DATA",
     "REQ",
     "RES",
@@ -58,7 +58,6 @@ __all__ = [
 
 REQ: Final = b"\0REQ"
 RES: Final = b"\0RES"
-HEADER: Final = Struct(">4sII")
 _REQ_INT: Final = 0x00524551
 _RES_INT: Final = 0x00524553
 _HEAD3: Final = Struct(">III")
@@ -94,21 +93,6 @@ _TOO_LARGE: Final = b"ARGUMENT_TOO_LARGE"
 _INVALID_PACKET: Final = b"INVALID_PACKET"
 _INVALID_ARGUMENT: Final = b"INVALID_ARGUMENT"
 _NOT_EXPECTED: Final = b"Command not expected"
-
-# Which argument positions hold a function name, a unique, a handle or a client id, per
-# packet type; checked against the limits after splitting.
-_FUNCTION_AT: dict[PacketType, int] = {}
-_UNIQUE_AT: dict[PacketType, int] = {}
-_HANDLE_AT: dict[PacketType, int] = {}
-for _t, _cls in EVENT_CLASSES.items():
-    _fields = _cls._fields
-    if "function" in _fields:
-        _FUNCTION_AT[_t] = _fields.index("function")
-    if "unique" in _fields:
-        _UNIQUE_AT[_t] = _fields.index("unique")
-    if "handle" in _fields:
-        _HANDLE_AT[_t] = _fields.index("handle")
-
 
 #: Largest number a numeric argument may hold (they are 64-bit in gearmand).
 MAX_NUMBER: Final = 2**64 - 1
@@ -174,30 +158,78 @@ _CONVERTERS: dict[type[Any], Callable[[list[bytes]], tuple[Any, ...]]] = {
     StatusResUnique: _conv_status_res_unique,
 }
 
-# A decode-table entry: (class, number of arguments, converter, function index, unique
-# index, handle index, empty-body singleton).  -1 means "no such argument".
-_Entry = tuple[type[Any], int, Callable[[list[bytes]], tuple[Any, ...]] | None, int, int, int, Any]
+#: The argument fields each limit bounds, in the order they are checked, with the error
+#: message a packet over the limit gets.
+_BOUNDED: Final = (
+    ("unique", "max_unique", "Unique value too large"),
+    ("function", "max_function", "Function name too large"),
+    ("handle", "max_handle", "Job handle too large"),
+    ("client_id", "max_client_id", "Client id too large"),
+)
 
 
-def _table(accepted: frozenset[PacketType]) -> dict[int, _Entry]:
-    table: dict[int, _Entry] = {}
-    for t in accepted:
-        cls = EVENT_CLASSES[t]
-        nargs = len(cls._fields)
-        table[int(t)] = (
-            cls,
-            nargs,
-            _CONVERTERS.get(cls),
-            _FUNCTION_AT.get(t, -1),
-            _UNIQUE_AT.get(t, -1),
-            _HANDLE_AT.get(t, -1),
-            cls() if nargs == 0 else None,
-        )
-    return table
+_Decode = Callable[[bytes], Any]
 
 
-_SERVER_TABLE: Final = _table(CLIENT_TO_SERVER)
-_CLIENT_TABLE: Final = _table(SERVER_TO_CLIENT)
+def _arity_error(name: str, nargs: int, got: int) -> RemoteProtocolError:
+    return RemoteProtocolError(f"{name} needs {nargs} arguments, got {got}", code=_INVALID_PACKET)
+
+
+def _too_large(message: str) -> RemoteProtocolError:
+    return RemoteProtocolError(message, code=_TOO_LARGE)
+
+
+def _make_decode(t: PacketType, limits: Limits) -> _Decode:
+    """Generate ``decode_<Event>(body)`` for packet type ``t`` under ``limits``.
+
+    It splits a whole body into the type's arguments, checks their count (a body with too
+    few is malformed within its own frame), converts the numeric ones and checks every
+    bounded argument against its limit, in straight-line code with the limits inlined:
+    the decoder calls it once per packet, so a loop over a table of bounds would cost
+    a tenth of the decoder's speed.  It raises :class:`RemoteProtocolError` (never
+    ``close``: the stream is still in sync, S20) or returns the event.
+    """
+    cls = EVENT_CLASSES[t]
+    fields = cls._fields
+    name = cls.__name__
+    if not fields:
+        # No arguments: one shared event, whatever the body holds.
+        src = f"def decode_{name}(body):\n    return _single\n"
+    else:
+        nargs = len(fields)
+        lines = [
+            f"def decode_{name}(body):",
+            f"    args = body.split(b'\\0', {nargs - 1})",
+            f"    if len(args) != {nargs}:",
+            f"        raise _arity_error({t.name!r}, {nargs}, len(args))",
+        ]
+        if cls in _CONVERTERS:
+            # Converters keep byte arguments at their positions.
+            lines.append("    args = _convert(args)")
+        for field, limit, message in _BOUNDED:
+            if field in fields:
+                lines.append(f"    if len(args[{fields.index(field)}]) > {getattr(limits, limit)}:")
+                lines.append(f"        raise _too_large({message!r})")
+        lines.append("    return _new(_cls, args)")
+        src = "\n".join(lines) + "\n"
+    namespace: dict[str, Any] = {
+        "_arity_error": _arity_error,
+        "_too_large": _too_large,
+        "_convert": _CONVERTERS.get(cls),
+        "_new": tuple.__new__,
+        "_cls": cls,
+        "_single": None if fields else cls(),
+    }
+    exec(compile(src, f"<trigear decode {name}>", "exec"), namespace)
+    decode: _Decode = namespace[f"decode_{name}"]
+    return decode
+
+
+@lru_cache(maxsize=16)
+def _table(role: Role, limits: Limits) -> dict[int, _Decode]:
+    """The body decoders of the packet types ``role`` accepts, by number, for ``limits``."""
+    accepted = CLIENT_TO_SERVER if role is Role.SERVER else SERVER_TO_CLIENT
+    return {int(t): _make_decode(t, limits) for t in accepted}
 
 
 class Decoder:
@@ -241,10 +273,9 @@ class Decoder:
         self._line_wait = False
         if role is Role.SERVER:
             self._want, self._wrong = _REQ_INT, _RES_INT
-            self._table = _SERVER_TABLE
         else:
             self._want, self._wrong = _RES_INT, _REQ_INT
-            self._table = _CLIENT_TABLE
+        self._table = _table(role, limits)
 
     @property
     def role(self) -> Role:
@@ -321,6 +352,94 @@ class Decoder:
             return True
         return False
 
+    def _parse(self, limit: int) -> list[Event]:
+        """Decode up to ``limit`` events (0: all there are) from what is buffered.
+
+        The loop is the hot path: it keeps the buffer and its position in locals, and
+        calls out once per packet body (its type's generated decoder) and otherwise only
+        for what is rare: admin lines, rejected headers, refills, errors.
+        """
+        self._raise_held_error()
+        self._fill()
+        out: list[Any] = []
+        buf = self._buf
+        pos = self._pos
+        end = len(buf)
+        table = self._table
+        want = self._want
+        max_body = self._limits.max_body
+        unpack = _HEAD3.unpack_from
+        try:
+            while not limit or len(out) < limit:
+                if end - pos >= 12 and not buf[pos]:
+                    # A whole header: a binary packet.
+                    magic, ptype, size = unpack(buf, pos)
+                    decode = table.get(ptype)
+                    if magic != want or size > max_body or decode is None:
+                        exc = self._header_error(magic, ptype, size)
+                        if not exc.close:
+                            buf, pos = self._skip_packet(buf, pos, size)
+                        raise exc
+                    stop = pos + 12 + size
+                    if stop <= end:
+                        body = buf[pos + 12 : stop]
+                        pos = stop
+                        out.append(decode(body))
+                        continue
+                    self._need = 12 + size
+                elif pos < end and buf[pos]:
+                    # Not a NUL first: an admin text line.
+                    nxt = self._line(buf, pos, end, out)
+                    if nxt >= 0:
+                        pos = nxt
+                        continue
+                else:
+                    self._need = 12  # too few bytes for a header
+                # Incomplete here.  Chunks fed while a caller took events one at a time
+                # may complete it: go on if they do.
+                self._pos = pos
+                if not self._fill():
+                    break
+                buf, pos, end = self._buf, 0, len(self._buf)
+        except RemoteProtocolError as exc:
+            return self._settle_error(exc, buf, pos, out)
+        self._buf, self._pos = buf, pos
+        self._compact()
+        return out
+
+    def _raise_held_error(self) -> None:
+        """Raise the error that ended the last call, or that closed the decoder."""
+        if self._deferred is not None:
+            err, self._deferred = self._deferred, None
+            raise err
+        if self._closed is not None:
+            raise self._closed
+
+    def _header_error(self, magic: int, ptype: int, size: int) -> RemoteProtocolError:
+        """Why a complete header cannot be taken; ``close`` unless its frame is trusted.
+
+        A declared size over the limit, or magic that is no Gearman magic at all, leaves
+        nothing to stay in sync with; a well-formed packet of the other direction or of a
+        type this end does not accept is skipped, body unseen (S20).
+        """
+        max_body = self._limits.max_body
+        if magic != _REQ_INT and magic != _RES_INT:
+            return RemoteProtocolError("Request magic expected", code=_INVALID_MAGIC, close=True)
+        if size > max_body:
+            return RemoteProtocolError(
+                f"packet body of {size} bytes is over the limit of {max_body}",
+                code=_TOO_LARGE,
+                close=True,
+            )
+        if magic == self._wrong:
+            return RemoteProtocolError(
+                "Request magic expected"
+                if self._role is Role.SERVER
+                else "Response magic expected",
+                code=_INVALID_MAGIC,
+            )
+        return _bad_type(ptype)
+
     def _skip_packet(self, buf: bytes, pos: int, size: int) -> tuple[bytes, int]:
         """Drop the packet whose header is at ``pos`` (body of ``size`` bytes), without
         waiting for or buffering its body; return the buffer and the position after it.
@@ -336,124 +455,25 @@ class Decoder:
         self._skip = 12 + size - (end - pos)
         return buf, end
 
-    def _parse(self, limit: int) -> list[Event]:
-        if self._deferred is not None:
-            err, self._deferred = self._deferred, None
-            raise err
-        if self._closed is not None:
-            raise self._closed
-        self._fill()
-        out: list[Any] = []
-        buf = self._buf
-        pos = self._pos
-        end = len(buf)
-        table = self._table
-        want = self._want
-        limits = self._limits
-        max_body = limits.max_body
-        unpack = _HEAD3.unpack_from
-        try:
-            while True:
-                if end - pos < 12 or buf[pos] != 0:
-                    if pos < end and buf[pos] != 0:
-                        if self._role is not Role.SERVER:
-                            raise RemoteProtocolError(
-                                "response does not start with a NUL byte",
-                                code=_INVALID_MAGIC,
-                                close=True,
-                            )
-                        nxt = self._line(buf, pos, end, out)
-                        if nxt >= 0:
-                            pos = nxt
-                            if limit and len(out) >= limit:
-                                break
-                            continue
-                    else:
-                        self._need = 12
-                    # Incomplete: take in pending chunks if they complete it.
-                    if self._chunks and end - pos + self._chunks_len >= self._need:
-                        self._pos = pos
-                        self._fill()
-                        buf, pos, end = self._buf, 0, len(self._buf)
-                        continue
-                    break
-                magic, ptype, size = unpack(buf, pos)
-                if magic != want or size > max_body:
-                    if magic == self._wrong and size <= max_body:
-                        # A well-formed packet of the other direction: skip its body
-                        # as it arrives and stay in sync (S20).
-                        buf, pos = self._skip_packet(buf, pos, size)
-                        raise RemoteProtocolError(
-                            "Request magic expected"
-                            if self._role is Role.SERVER
-                            else "Response magic expected",
-                            code=_INVALID_MAGIC,
-                        )
-                    if magic != _REQ_INT and magic != _RES_INT:
-                        raise RemoteProtocolError(
-                            "Request magic expected", code=_INVALID_MAGIC, close=True
-                        )
-                    raise RemoteProtocolError(
-                        f"packet body of {size} bytes is over the limit of {max_body}",
-                        code=_TOO_LARGE,
-                        close=True,
-                    )
-                entry = table.get(ptype)
-                if entry is None:
-                    # Rejected from the header alone; the body is dropped as it comes.
-                    buf, pos = self._skip_packet(buf, pos, size)
-                    raise _bad_type(ptype)
-                stop = pos + 12 + size
-                if stop > end:
-                    self._need = 12 + size
-                    if self._chunks and end - pos + self._chunks_len >= self._need:
-                        self._pos = pos
-                        self._fill()
-                        buf, pos, end = self._buf, 0, len(self._buf)
-                        continue
-                    break
-                cls, nargs, conv, fi, ui, hi, single = entry
-                if single is not None:
-                    out.append(single)
-                    pos = stop
-                else:
-                    parts = buf[pos + 12 : stop].split(b"\0", nargs - 1)
-                    pos = stop
-                    if len(parts) != nargs:
-                        raise RemoteProtocolError(
-                            f"{PacketType(ptype).name} needs {nargs} arguments, got {len(parts)}",
-                            code=_INVALID_PACKET,
-                        )
-                    # Converters keep byte arguments at their positions.
-                    args: Any = parts if conv is None else conv(parts)
-                    if ui >= 0 and len(args[ui]) > limits.max_unique:
-                        raise RemoteProtocolError("Unique value too large", code=_TOO_LARGE)
-                    if fi >= 0 and len(args[fi]) > limits.max_function:
-                        raise RemoteProtocolError("Function name too large", code=_TOO_LARGE)
-                    if hi >= 0 and len(args[hi]) > limits.max_handle:
-                        raise RemoteProtocolError("Job handle too large", code=_TOO_LARGE)
-                    if ptype == 22 and len(args[0]) > limits.max_client_id:
-                        raise RemoteProtocolError("Client id too large", code=_TOO_LARGE)
-                    out.append(tuple.__new__(cls, args))
-                if limit and len(out) >= limit:
-                    break
-        except RemoteProtocolError as exc:
-            if exc.close:
-                self._closed = exc
-                self._buf, self._pos = b"", 0
-                self._chunks.clear()
-                self._chunks_len = 0
-                self._skip = 0
-            else:
-                self._buf, self._pos = buf, pos
-                self._compact()
-            if out:
-                self._deferred = exc
-                return out
-            raise
-        self._buf, self._pos = buf, pos
-        self._compact()
-        return out
+    def _settle_error(
+        self, exc: RemoteProtocolError, buf: bytes, pos: int, out: list[Any]
+    ) -> list[Event]:
+        """After bad input: forget everything if the stream is lost (``exc.close``), else
+        resume after the bad packet at ``pos``.  Then raise ``exc`` now, or, if good
+        events came before it, return them and hold ``exc`` for the next call."""
+        if exc.close:
+            self._closed = exc
+            self._buf, self._pos = b"", 0
+            self._chunks.clear()
+            self._chunks_len = 0
+            self._skip = 0
+        else:
+            self._buf, self._pos = buf, pos
+            self._compact()
+        if out:
+            self._deferred = exc
+            return out
+        raise exc
 
     def _compact(self) -> None:
         if self._pos >= len(self._buf):
@@ -463,7 +483,12 @@ class Decoder:
 
     def _line(self, buf: bytes, pos: int, end: int, out: list[Any]) -> int:
         """Parse one admin line at ``pos``; return the position after it, or -1 (with
-        ``_need`` set) if the line is not complete yet."""
+        ``_need`` set) if the line is not complete yet.  Only a server's peers send
+        text: on a client's stream a first byte other than NUL is garbage."""
+        if self._role is not Role.SERVER:
+            raise RemoteProtocolError(
+                "response does not start with a NUL byte", code=_INVALID_MAGIC, close=True
+            )
         max_line = self._limits.max_admin_line
         nl = buf.find(b"\n", pos, min(end, pos + max_line + 2))
         if nl < 0:

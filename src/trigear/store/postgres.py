@@ -42,12 +42,15 @@ import re
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._thread import ThreadedStore
-from .base import LoadResult, Priority, StoredJob, StoreError
+from .base import LoadResult, StoreError
+from .rows import SELECT_LIST, UPDATE_FROM_EXCLUDED, from_row, to_row
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     import psycopg
+
+    from .base import StoredJob
 
 __all__ = ["MISSING_PSYCOPG", "PostgresStore"]
 
@@ -116,23 +119,16 @@ class PostgresStore(ThreadedStore):
                 attempts   integer NOT NULL DEFAULT 0)""",
             f"CREATE TABLE IF NOT EXISTS {meta} (key text PRIMARY KEY, value bigint NOT NULL)",
         ]
+        # Adding a handle the store already holds replaces its fields and keeps its place.
         self._sql_insert = f"""
-            INSERT INTO {jobs}
-                (handle, function, unique_key, data, priority, run_at, reducer, attempts)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
-            ON CONFLICT (handle) DO UPDATE SET
-                function = EXCLUDED.function, unique_key = EXCLUDED.unique_key,
-                data = EXCLUDED.data, priority = EXCLUDED.priority,
-                run_at = EXCLUDED.run_at, reducer = EXCLUDED.reducer,
-                attempts = EXCLUDED.attempts"""
+            INSERT INTO {jobs} ({SELECT_LIST}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+            ON CONFLICT (handle) DO UPDATE SET {UPDATE_FROM_EXCLUDED}"""
         self._sql_attempts = f"UPDATE {jobs} SET attempts = %s WHERE handle = %s"
         self._sql_delete = f"DELETE FROM {jobs} WHERE handle = ANY(%s)"
         self._sql_high_water = f"""
             INSERT INTO {meta} (key, value) VALUES ('last_handle_number', %s)
             ON CONFLICT (key) DO UPDATE SET value = GREATEST({meta}.value, EXCLUDED.value)"""
-        self._sql_load = f"""
-            SELECT handle, function, unique_key, data, priority, run_at, reducer, attempts
-            FROM {jobs} ORDER BY seq"""
+        self._sql_load = f"SELECT {SELECT_LIST} FROM {jobs} ORDER BY seq"
         self._sql_meta = f"SELECT value FROM {meta} WHERE key = %s"
 
     # -- on the database thread -----------------------------------------------------------
@@ -215,21 +211,7 @@ class PostgresStore(ThreadedStore):
         try:
             with conn.cursor() as cur:
                 cur.execute(self._sql_load)
-                jobs = [
-                    StoredJob(
-                        handle=bytes(handle),
-                        function=bytes(function),
-                        unique=bytes(unique),
-                        data=bytes(data),
-                        priority=Priority(priority),
-                        when=run_at,
-                        reducer=None if reducer is None else bytes(reducer),
-                        attempts=attempts,
-                    )
-                    for handle, function, unique, data, priority, run_at, reducer, attempts in (
-                        cur.fetchall()
-                    )
-                ]
+                jobs = [from_row(row) for row in cur.fetchall()]
                 cur.execute(self._sql_meta, ("last_handle_number",))
                 row = cur.fetchone()
             conn.commit()
@@ -245,19 +227,7 @@ class PostgresStore(ThreadedStore):
         attempts: Sequence[tuple[bytes, int]],
         last_handle_number: int,
     ) -> None:
-        rows = [
-            (
-                bytes(j.handle),
-                bytes(j.function),
-                bytes(j.unique),
-                bytes(j.data),
-                int(j.priority),
-                j.when,
-                None if j.reducer is None else bytes(j.reducer),
-                j.attempts,
-            )
-            for j in add
-        ]
+        rows = [to_row(j) for j in add]
         for retry in (True, False):
             conn = self._connect()
             committing = False

@@ -39,10 +39,13 @@ import sqlite3
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 from ._thread import ThreadedStore
-from .base import LoadResult, Priority, StoredJob, StoreError
+from .base import LoadResult, StoreError
+from .rows import SELECT_LIST, UPDATE_FROM_EXCLUDED, from_row, to_row
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    from .base import StoredJob
 
 __all__ = ["SqliteStore"]
 
@@ -66,13 +69,9 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
 # Adding a handle the store already holds replaces its fields and keeps its place.
-_INSERT = """
-INSERT INTO jobs (handle, function, unique_key, data, priority, run_at, reducer, attempts)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (handle) DO UPDATE SET
-    function = excluded.function, unique_key = excluded.unique_key, data = excluded.data,
-    priority = excluded.priority, run_at = excluded.run_at, reducer = excluded.reducer,
-    attempts = excluded.attempts
+_INSERT = f"""
+INSERT INTO jobs ({SELECT_LIST}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (handle) DO UPDATE SET {UPDATE_FROM_EXCLUDED}
 """
 _SET_ATTEMPTS = "UPDATE jobs SET attempts = ? WHERE handle = ?"
 _DELETE = "DELETE FROM jobs WHERE handle = ?"
@@ -80,10 +79,7 @@ _HIGH_WATER = """
 INSERT INTO meta (key, value) VALUES ('last_handle_number', ?)
 ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)
 """
-_LOAD_JOBS = """
-SELECT handle, function, unique_key, data, priority, run_at, reducer, attempts
-FROM jobs ORDER BY seq
-"""
+_LOAD_JOBS = f"SELECT {SELECT_LIST} FROM jobs ORDER BY seq"
 
 # Errors after which the connection is reopened rather than reused: the file or the
 # filesystem under it changed, and a fresh open sees the repaired state.
@@ -194,21 +190,7 @@ class SqliteStore(ThreadedStore):
     def _load(self) -> LoadResult:
         conn = self._open()
         try:
-            jobs = [
-                StoredJob(
-                    handle=handle,
-                    function=function,
-                    unique=unique,
-                    data=data,
-                    priority=Priority(priority),
-                    when=run_at,
-                    reducer=reducer,
-                    attempts=attempts,
-                )
-                for handle, function, unique, data, priority, run_at, reducer, attempts in (
-                    conn.execute(_LOAD_JOBS)
-                )
-            ]
+            jobs = [from_row(row) for row in conn.execute(_LOAD_JOBS)]
             row = conn.execute("SELECT value FROM meta WHERE key = 'last_handle_number'").fetchone()
         except Exception as exc:
             raise self._fail(conn, exc, "load") from exc
@@ -225,22 +207,7 @@ class SqliteStore(ThreadedStore):
         try:
             conn.execute("BEGIN IMMEDIATE")
             if add:
-                conn.executemany(
-                    _INSERT,
-                    [
-                        (
-                            bytes(j.handle),
-                            bytes(j.function),
-                            bytes(j.unique),
-                            bytes(j.data),
-                            int(j.priority),
-                            j.when,
-                            None if j.reducer is None else bytes(j.reducer),
-                            j.attempts,
-                        )
-                        for j in add
-                    ],
-                )
+                conn.executemany(_INSERT, [to_row(j) for j in add])
             if attempts:
                 conn.executemany(_SET_ATTEMPTS, [(n, bytes(h)) for h, n in attempts])
             if remove:
