@@ -14,6 +14,7 @@ import trigear.server
 
 PUBLIC = [
     "Client",
+    "ClientStatistics",
     "ConnectionLost",
     "DataUpdate",
     "GearmanError",

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from . import protocol
     from .client import (
         Client,
+        ClientStatistics,
         ConnectionLost,
         DataUpdate,
         GearmanError,
@@ -50,6 +51,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(
         (
             "Client",
+            "ClientStatistics",
             "ConnectionLost",
             "DataUpdate",
             "GearmanError",
@@ -76,6 +78,7 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "Client",
+    "ClientStatistics",
     "ConnectionLost",
     "DataUpdate",
     "GearmanError",

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 def quiet(client: trigear.Client) -> dict[str, int]:
     stats = client.statistics()
-    return {"pending": stats["pending"], "jobs": stats["jobs"]}
+    return {"pending": stats.pending, "jobs": stats.jobs}
 
 
 @pytest.mark.anyio
