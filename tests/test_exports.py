@@ -33,6 +33,7 @@ PUBLIC = [
     "Update",
     "WarningUpdate",
     "Worker",
+    "WorkerStatistics",
     "__version__",
     "open_client",
     "open_store",

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
         Update,
         WarningUpdate,
         Worker,
+        WorkerStatistics,
         open_client,
     )
     from .protocol.packets import Priority
@@ -67,6 +68,7 @@ _EXPORTS: dict[str, str] = {
             "Update",
             "WarningUpdate",
             "Worker",
+            "WorkerStatistics",
             "open_client",
         ),
         "trigear.client",
@@ -97,6 +99,7 @@ __all__ = [
     "Update",
     "WarningUpdate",
     "Worker",
+    "WorkerStatistics",
     "__version__",
     "open_client",
     "open_store",

@@ -129,12 +129,12 @@ async def test_servers_stop_and_restart_mid_run(make_server: Any) -> None:
                 tg.start_soon(submit_many, client, "during", 200)
                 await anyio.sleep(0.1)
                 a.stop()
-            assert worker.statistics()["connections"] == 1
+            assert worker.statistics().connections == 1
             # Every job the surviving server accepted has run.
             on_b = {d for d, where in accepted.items() if where in ("fg", b.address)}
             await until(lambda: on_b <= done)
             a.start()
-            await until(lambda: worker.statistics()["connections"] == 2)
+            await until(lambda: worker.statistics().connections == 2)
             # The client retries the restarted server once its reconnect back-off (up to
             # seconds, with jitter) has run out; jobs placed before then fail over to b.
             backoff_a = next(v for k, v in client._backoff.items() if str(k) == a.address)

@@ -80,7 +80,7 @@ async def test_cancelled_run_requeues_and_stop_finishes(server: ServerProcess) -
             # run() cancelled: the connection closed, the server requeues the job.
             async with anyio.create_task_group() as wtg:
                 wtg.start_soon(functools.partial(second.run, concurrency=2))
-                await until(lambda: second.statistics()["running"] > 0)
+                await until(lambda: second.statistics().running > 0)
                 second.stop()  # graceful: the running job still finishes
                 await anyio.sleep(0.1)
                 release.set()

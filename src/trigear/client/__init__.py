@@ -5,6 +5,7 @@
 * :mod:`.updates` -- what those calls return besides bytes: progress updates, job status.
 * :mod:`.routing` -- the client's session with one server: answers matched to calls.
 * :mod:`.worker` -- :class:`Worker`: serve functions, run jobs.
+* :mod:`.grabbing` -- the worker's grab/sleep state machine, sans-IO.
 * :mod:`.connection` -- one TCP connection to one server (single reader, single writer),
   shared by both: the only thing this package calls a connection.
 * :mod:`.placement` -- server addresses, which server a job goes to, reconnect backoff.
@@ -24,7 +25,7 @@ from .errors import (
 )
 from .submit import Client, ClientStatistics, JobStream, open_client
 from .updates import DataUpdate, JobStatus, StatusUpdate, Update, WarningUpdate
-from .worker import Job, JobFunction, Worker
+from .worker import Job, JobFunction, Worker, WorkerStatistics
 
 __all__ = [
     "Client",
@@ -44,5 +45,6 @@ __all__ = [
     "Update",
     "WarningUpdate",
     "Worker",
+    "WorkerStatistics",
     "open_client",
 ]
