@@ -107,6 +107,9 @@ async def test_coalesced_submits_on_one_connection_both_get_the_result() -> None
             await peer.send(P.JobCreated(b"H:1"), P.JobCreated(b"H:1"))
             await peer.send(P.WorkComplete(b"H:1", b"r"))
         assert results == [b"r", b"r"]
+        assert client.statistics() == trigear.ClientStatistics(
+            connections=1, connections_opened=1, pending=0, jobs=0
+        )
 
 
 async def test_failures_exceptions_and_server_errors() -> None:
