@@ -120,7 +120,9 @@ async def test_worker_reconnects_and_cancels_jobs_of_a_lost_connection() -> None
             assert cancelled == [True]
             await peer2.send(P.NoJob())
             await peer2.expect(P.CanDo, P.GrabJobUniq)
-            assert worker.statistics() == trigear.WorkerStatistics(connections=1, running=0, free=0)
+            assert worker.statistics() == trigear.WorkerStatistics(
+                connections=1, connections_opened=2, running=0, free=0
+            )
             tg.cancel_scope.cancel()
 
 

@@ -64,6 +64,9 @@ class WorkerStatistics:
 
     #: Connections registered with their server (past the probe) and not closed.
     connections: int
+    #: Connections opened since the worker was made: one per server unless one broke
+    #: (or the server was out of step) and was reopened.
+    connections_opened: int
     #: Jobs running, across every connection.
     running: int
     #: Slots neither running a job nor held by a grab in flight.
@@ -239,6 +242,7 @@ class Worker:
         self._functions: dict[bytes, _Function] = {}
         self._sessions: list[_WorkerSession] = []
         self._slots: Slots | None = None
+        self._opened = 0
         self._stopping = False
         self._limiter = anyio.CapacityLimiter(1)
         self._running = False
@@ -324,11 +328,16 @@ class Worker:
             self._flush()
 
     def statistics(self) -> WorkerStatistics:
-        """Connections registered, jobs running, free slots (a snapshot)."""
+        """Connections registered and opened so far, jobs running, free slots."""
         slots = self._slots
         if slots is None:
-            return WorkerStatistics(connections=0, running=0, free=0)
-        return WorkerStatistics(connections=slots.serving, running=slots.running, free=slots.free)
+            return WorkerStatistics(connections=0, connections_opened=0, running=0, free=0)
+        return WorkerStatistics(
+            connections=slots.serving,
+            connections_opened=self._opened,
+            running=slots.running,
+            free=slots.free,
+        )
 
     def _flush(self) -> None:
         """Write what every connection's machine queued (a slot freed on one connection
@@ -349,6 +358,7 @@ class Worker:
                     on_tried()
                 await self._pause(backoff.failed(anyio.current_time()))
                 continue
+            self._opened += 1
             began = anyio.current_time()
             error = await self._session(Connection(stream, address), first and on_tried)
             first = False
