@@ -4,7 +4,8 @@ The public API, in one place (``tests/test_exports.py`` pins it):
 
 * the client side (:mod:`trigear.client`, on anyio): :func:`open_client`,
   :class:`Client`, :class:`JobStream`, the progress updates, :class:`Worker` and the
-  :class:`Job` a worker function gets, and the errors;
+  :class:`Job` a worker function gets, the :class:`ClientStatistics` and
+  :class:`WorkerStatistics` snapshots, and the errors;
 * the embeddable server (:mod:`trigear.server`, on Trio): :func:`serve_gearman`,
   :class:`Server`, :class:`ServerConfig`, and :func:`open_store` for a durable store;
 * :class:`Priority`, and the sans-IO protocol core as :mod:`trigear.protocol`.

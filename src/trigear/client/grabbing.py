@@ -61,6 +61,8 @@ _ASSIGNS: Final = frozenset({P.JobAssign, P.JobAssignUniq, P.JobAssignAll})
 
 
 class GrabState(enum.Enum):
+    """Where one connection is in the grab/sleep cycle (the table above)."""
+
     PROBING = "probing"
     GRABBING = "grabbing"
     LAST_GRABS = "last grabs"

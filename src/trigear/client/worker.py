@@ -12,14 +12,16 @@ How it maps to the wire (see ``docs/worker.md``):
   has work, the worker keeps as many grabs in flight as it has free slots; the first
   NO_JOB stops grabbing, and once every grab is answered it sends PRE_SLEEP and waits
   for NOOP.  Slots are shared by all connections, so ``concurrency`` bounds the jobs
-  running across every server.
+  running across every server.  Those rules are a sans-IO state machine of their own
+  (:mod:`.grabbing`); this module feeds it and writes what it queues.
 * A job that raises ends with WORK_EXCEPTION carrying the error's text; one that raises
   :class:`JobFailed` ends with WORK_FAIL.  Either way the worker goes on serving.
 * :meth:`Worker.stop` is graceful: no more grabs, running jobs finish and report, then
   the connections close and :meth:`Worker.run` returns.  Cancelling :meth:`Worker.run`
   closes the connections at once; the servers requeue the jobs this worker held.
 * A connection that breaks cancels the jobs it carried (their server requeues them) and
-  is reopened with backoff; the other servers keep being served meanwhile.
+  is reopened with backoff; the other servers keep being served meanwhile, and get the
+  slots its grabs held at once.
 """
 
 from __future__ import annotations
