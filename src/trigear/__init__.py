@@ -4,7 +4,8 @@ The public API, in one place (``tests/test_exports.py`` pins it):
 
 * the client side (:mod:`trigear.client`, on anyio): :func:`open_client`,
   :class:`Client`, :class:`JobStream`, the progress updates, :class:`Worker` and the
-  :class:`Job` a worker function gets, and the errors;
+  :class:`Job` a worker function gets, the :class:`ClientStatistics` and
+  :class:`WorkerStatistics` snapshots, and the errors;
 * for code that is not async, :class:`BlockingClient` (and the
   :class:`BlockingJobStream` it streams with); for the admin protocol,
   :func:`open_admin_client` and :class:`AdminClient`;
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from . import protocol
     from .client import (
         Client,
+        ClientStatistics,
         ConnectionLost,
         DataUpdate,
         GearmanError,
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
         Update,
         WarningUpdate,
         Worker,
+        WorkerStatistics,
         open_client,
     )
     from .client.admin import AdminClient, open_admin_client
@@ -55,6 +58,7 @@ _EXPORTS: dict[str, str] = {
     **dict.fromkeys(
         (
             "Client",
+            "ClientStatistics",
             "ConnectionLost",
             "DataUpdate",
             "GearmanError",
@@ -70,6 +74,7 @@ _EXPORTS: dict[str, str] = {
             "Update",
             "WarningUpdate",
             "Worker",
+            "WorkerStatistics",
             "open_client",
         ),
         "trigear.client",
@@ -86,6 +91,7 @@ __all__ = [
     "BlockingClient",
     "BlockingJobStream",
     "Client",
+    "ClientStatistics",
     "ConnectionLost",
     "DataUpdate",
     "GearmanError",
@@ -104,6 +110,7 @@ __all__ = [
     "Update",
     "WarningUpdate",
     "Worker",
+    "WorkerStatistics",
     "__version__",
     "open_admin_client",
     "open_client",

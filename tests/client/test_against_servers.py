@@ -111,7 +111,7 @@ async def test_failures_and_exceptions_end_the_job_and_the_worker_goes_on(
                             pass
                 assert await client.submit("rev", b"ok") == b"ko"
             await anyio.sleep(0.2)
-            assert client.statistics()["jobs"] == 0
+            assert client.statistics().jobs == 0
 
 
 async def test_priorities(server: ServerProcess) -> None:

@@ -143,7 +143,7 @@ def test_a_timeout_raises_timeout_error_and_leaves_the_client_usable(
         assert 0.25 < took < 5
         assert client.echo(b"still here", timeout=10) == b"still here"
         # The abandoned job is no longer followed.
-        assert client.statistics()["jobs"] == 0
+        assert client.statistics().jobs == 0
 
 
 def test_a_stream_timeout_bounds_the_whole_job(trigear_server: ServerProcess) -> None:
@@ -188,7 +188,7 @@ def test_many_threads_share_one_client(trigear_server: ServerProcess) -> None:
         assert not errors
         for n in range(8):
             assert results[n] == [f"{n}-{i}"[::-1].encode() for i in range(25)]
-        assert client.statistics()["connections"] == 1
+        assert client.statistics().connections == 1
 
 
 def test_close_fails_calls_in_flight_and_refuses_later_ones(trigear_server: ServerProcess) -> None:
@@ -206,7 +206,7 @@ def test_close_fails_calls_in_flight_and_refuses_later_ones(trigear_server: Serv
     t = threading.Thread(target=waiting)
     t.start()
     deadline = time.monotonic() + 10
-    while client.statistics()["jobs"] == 0:
+    while client.statistics().jobs == 0:
         assert time.monotonic() < deadline
         time.sleep(0.01)
     client.close()

@@ -56,7 +56,9 @@ async def test_cancelled_submit_still_swallows_its_job_created() -> None:
                 P.WorkComplete(b"H:2", b"fresh"),
             )
         assert results == [b"fresh"]
-        assert client.statistics() == {"connections": 1, "pending": 0, "jobs": 0}
+        assert client.statistics() == trigear.ClientStatistics(
+            connections=1, connections_opened=1, pending=0, jobs=0
+        )
 
 
 async def test_cancel_after_job_created_drops_later_work_packets() -> None:
@@ -74,9 +76,9 @@ async def test_cancel_after_job_created_drops_later_work_packets() -> None:
             await peer.expect(P.SubmitJob)
             await peer.send(P.JobCreated(b"H:1"))
             await settle()
-            assert client.statistics()["jobs"] == 1
+            assert client.statistics().jobs == 1
             scope.cancel()
-        assert client.statistics()["jobs"] == 0
+        assert client.statistics().jobs == 0
         await peer.send(P.WorkStatus(b"H:1", b"1", b"2"), P.WorkComplete(b"H:1", b"late"))
         async with anyio.create_task_group() as tg:
 
@@ -105,6 +107,9 @@ async def test_coalesced_submits_on_one_connection_both_get_the_result() -> None
             await peer.send(P.JobCreated(b"H:1"), P.JobCreated(b"H:1"))
             await peer.send(P.WorkComplete(b"H:1", b"r"))
         assert results == [b"r", b"r"]
+        assert client.statistics() == trigear.ClientStatistics(
+            connections=1, connections_opened=1, pending=0, jobs=0
+        )
 
 
 async def test_failures_exceptions_and_server_errors() -> None:
@@ -188,7 +193,7 @@ async def test_stream_updates_then_result_and_mid_stream_cancel() -> None:
                         scope.cancel()
                         await anyio.sleep(1)
             assert scope.cancelled_caught
-        assert client.statistics()["jobs"] == 0
+        assert client.statistics().jobs == 0
         await peer.send(P.WorkData(b"H:2", b"2"), P.WorkComplete(b"H:2", b"x"))
         async with anyio.create_task_group() as tg:
 
@@ -297,7 +302,9 @@ async def test_lost_before_job_created_fails_over_and_after_raises() -> None:
             )
             with pytest.raises(trigear.ConnectionLost):
                 await client.submit("f", b"", unique=unique)
-        assert client.statistics() == {"connections": 0, "pending": 0, "jobs": 0}
+        assert client.statistics() == trigear.ClientStatistics(
+            connections=0, connections_opened=2, pending=0, jobs=0
+        )
 
 
 async def test_dead_server_is_skipped() -> None:

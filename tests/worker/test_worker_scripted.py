@@ -49,7 +49,7 @@ async def test_worker_grab_sleep_wake_cycle() -> None:
             await peer.expect(P.PreSleep)
             assert seen == [b"u1"]
             worker.stop()
-        assert worker.statistics()["running"] == 0
+        assert worker.statistics().running == 0
 
 
 async def test_worker_on_a_legacy_server() -> None:
@@ -120,7 +120,9 @@ async def test_worker_reconnects_and_cancels_jobs_of_a_lost_connection() -> None
             assert cancelled == [True]
             await peer2.send(P.NoJob())
             await peer2.expect(P.CanDo, P.GrabJobUniq)
-            assert worker.statistics() == {"connections": 1, "running": 0, "free": 0}
+            assert worker.statistics() == trigear.WorkerStatistics(
+                connections=1, connections_opened=2, running=0, free=0
+            )
             tg.cancel_scope.cancel()
 
 
@@ -159,3 +161,32 @@ def test_worker_registration_errors() -> None:
         w.register("f", lambda job: b"", timeout=0)
     with pytest.raises(trigear.protocol.LocalProtocolError):
         w.register("a\0b", lambda job: b"")
+
+
+async def test_a_lost_connection_gives_its_slot_to_the_other_server() -> None:
+    """Regression: the slot of a grab in flight on a connection that broke went back to
+    the pool without being offered, so with concurrency=1 the other server's connection,
+    awake and waiting for a slot, never grabbed again until the lost one reconnected."""
+    async with fake_servers(2) as [a, b]:
+        worker = trigear.Worker(a.address, b.address)
+
+        @worker.function("f")
+        async def f(job: trigear.Job) -> bytes:
+            return b"done on " + job.handle
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: worker.run(concurrency=1))
+            peer_a = await a.accept()
+            await peer_a.expect(P.GrabJobUniq)
+            await peer_a.send(P.NoJob())
+            await peer_a.expect(P.CanDo, P.GrabJobUniq)  # a holds the only slot
+            peer_b = await b.accept()
+            await peer_b.expect(P.GrabJobUniq)
+            await peer_b.send(P.NoJob())
+            await peer_b.expect(P.CanDo)  # registered, no slot to grab with
+            await peer_a.close()
+            await peer_b.expect(P.GrabJobUniq)  # the slot reached b at once
+            await peer_b.send(P.JobAssignUniq(b"H:b", b"f", b"", b""))
+            assert await peer_b.expect(P.WorkComplete) == [P.WorkComplete(b"H:b", b"done on H:b")]
+            await peer_b.expect(P.GrabJobUniq)
+            tg.cancel_scope.cancel()

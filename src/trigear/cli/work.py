@@ -215,13 +215,15 @@ async def _serve(args: argparse.Namespace, worker: Worker, addresses: tuple[str,
                 args.concurrency,
                 os.getpid(),
             )
+            draining = False
             async for signum in signals:
                 name = signal.Signals(signum).name
-                if worker.stopping:
+                if draining:
                     log.info("%s: stopping now", name)
                     tg.cancel_scope.cancel()
                     break
-                running = worker.statistics()["running"]
+                draining = True
+                running = worker.statistics().running
                 log.info("%s: draining (%d job(s) running)", name, running)
                 worker.stop()
     return EXIT_OK

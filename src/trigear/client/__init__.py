@@ -2,9 +2,12 @@
 
 * :mod:`.submit` -- :class:`Client` and :func:`open_client`: submit jobs, stream their
   progress, ask their status.
+* :mod:`.updates` -- what those calls return besides bytes: progress updates, job status.
+* :mod:`.routing` -- the client's session with one server: answers matched to calls.
 * :mod:`.worker` -- :class:`Worker`: serve functions, run jobs.
+* :mod:`.grabbing` -- the worker's grab/sleep state machine, sans-IO.
 * :mod:`.connection` -- one TCP connection to one server (single reader, single writer),
-  shared by both.
+  shared by both: the only thing this package calls a connection.
 * :mod:`.placement` -- server addresses, which server a job goes to, reconnect backoff.
 * :mod:`.errors` -- the exceptions both raise.
 
@@ -20,20 +23,13 @@ from .errors import (
     NoServerAvailable,
     ServerError,
 )
-from .submit import (
-    Client,
-    DataUpdate,
-    JobStatus,
-    JobStream,
-    StatusUpdate,
-    Update,
-    WarningUpdate,
-    open_client,
-)
-from .worker import Job, JobFunction, Worker
+from .submit import Client, ClientStatistics, JobStream, open_client
+from .updates import DataUpdate, JobStatus, StatusUpdate, Update, WarningUpdate
+from .worker import Job, JobFunction, Worker, WorkerStatistics
 
 __all__ = [
     "Client",
+    "ClientStatistics",
     "ConnectionLost",
     "DataUpdate",
     "GearmanError",
@@ -49,5 +45,6 @@ __all__ = [
     "Update",
     "WarningUpdate",
     "Worker",
+    "WorkerStatistics",
     "open_client",
 ]

@@ -46,7 +46,8 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from .placement import Address
-    from .submit import Client, JobStatus, JobStream, Update
+    from .submit import Client, ClientStatistics, JobStream
+    from .updates import JobStatus, Update
 
 __all__ = ["BlockingClient", "BlockingJobStream"]
 
@@ -259,8 +260,8 @@ class BlockingClient:
         """ECHO_REQ to the next server; return what it echoed."""
         return self._run(timeout, functools.partial(self._client.echo, data))
 
-    def statistics(self) -> dict[str, int]:
-        """Connections open, calls waiting for an answer, jobs being followed."""
+    def statistics(self) -> ClientStatistics:
+        """A snapshot: connections open, calls waiting for an answer, jobs being followed."""
         return self._portal_call(self._client.statistics)
 
     # -- lifetime --

@@ -3,15 +3,16 @@
 How a call maps to the wire, and what cancelling it does (see ``docs/client.md``):
 
 * Each server gets at most one connection, opened on first use and reopened after it
-  breaks.  Gearman answers JOB_CREATED, ECHO_RES, STATUS_RES, OPTION_RES and ERROR in
-  the order the requests came, so each connection keeps a FIFO of the calls waiting for
-  such an answer; the reader pops one per answer.  WORK_* packets are routed by handle.
+  breaks.  The client's :class:`~trigear.client.routing.Session` with a server pairs
+  that connection (:mod:`.connection`, the transport) with the routing that matches
+  answers to calls (:mod:`.routing`: a FIFO for in-order answers, WORK_* by handle).
 * A call cancelled before its packet is queued sent nothing.  A call cancelled after
-  that leaves its entry in the FIFO marked *abandoned*: the entry still swallows the
-  answer (so later calls stay matched), and a JOB_CREATED it swallows registers nothing,
-  so WORK_* for that job are dropped.  A call cancelled after JOB_CREATED unregisters
-  its handle at once.  The connection stays usable in every case; packets are queued
-  whole (see :mod:`trigear.client.connection`), so no half packet is ever left on the wire.
+  that leaves its FIFO entry abandoned: the entry still takes the answer (so later calls
+  stay matched), and a JOB_CREATED it takes registers nothing.  A call cancelled after
+  JOB_CREATED is unregistered at once.  The connection stays usable in every case;
+  packets are queued whole, so no half packet is ever left on the wire.
+  :meth:`Client.statistics` counts connections opened, so a test can tell "the
+  connection survived" from "the client quietly reconnected".
 * A submit whose connection dies before JOB_CREATED is retried on the next server (the
   server may or may not have taken it: at-least-once, as Gearman always is).  A foreground
   job whose connection dies after JOB_CREATED raises :class:`ConnectionLost`: the job may
@@ -21,7 +22,7 @@ How a call maps to the wire, and what cancelling it does (see ``docs/client.md``
 from __future__ import annotations
 
 import math
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,29 +35,15 @@ from ..protocol import check, encode_request
 from ..protocol import packets as P
 from ..protocol.packets import Priority
 from .connection import Connection
-from .errors import (
-    ConnectionLost,
-    GearmanError,
-    JobException,
-    JobFailed,
-    NoServerAvailable,
-    ServerError,
-)
+from .errors import ConnectionLost, NoServerAvailable
 from .placement import Address, Backoff, Placement, parse_addresses
+from .routing import ANSWER_TO, Session, Submission, Waiter
+from .updates import JobStatus, Update
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterable, Sequence
 
-__all__ = [
-    "Client",
-    "DataUpdate",
-    "JobStatus",
-    "JobStream",
-    "StatusUpdate",
-    "Update",
-    "WarningUpdate",
-    "open_client",
-]
+__all__ = ["Client", "ClientStatistics", "JobStream", "open_client"]
 
 #: How many handles of background jobs the client remembers, to send GET_STATUS to the
 #: server that created them.
@@ -74,50 +61,6 @@ _BACKGROUND: Final[dict[Priority, type[Any]]] = {
 }
 
 
-# --- what a caller gets -------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class DataUpdate:
-    """A WORK_DATA packet: a piece of partial output."""
-
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class WarningUpdate:
-    """A WORK_WARNING packet."""
-
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class StatusUpdate:
-    """A WORK_STATUS packet: progress ``numerator`` out of ``denominator``."""
-
-    numerator: int
-    denominator: int
-
-
-Update = DataUpdate | WarningUpdate | StatusUpdate
-
-
-@dataclass(frozen=True, slots=True)
-class JobStatus:
-    """The answer to GET_STATUS (``waiting`` is None) or GET_STATUS_UNIQUE."""
-
-    known: bool
-    running: bool
-    numerator: int
-    denominator: int
-    #: Clients waiting on the job; only GET_STATUS_UNIQUE reports it.
-    waiting: int | None = None
-
-
-def _number(value: bytes) -> int:
-    return int(value) if value.isdigit() else 0
-
-
 def _bytes(value: str | bytes, what: str) -> bytes:
     if isinstance(value, str):
         return value.encode()
@@ -126,202 +69,19 @@ def _bytes(value: str | bytes, what: str) -> bytes:
     raise TypeError(f"{what} must be str or bytes, not {type(value).__name__}")
 
 
-# --- calls waiting for an answer ----------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ClientStatistics:
+    """A snapshot of :meth:`Client.statistics`."""
 
-
-class _Waiter:
-    """A call waiting for the in-order answer to its request (or an abandoned one)."""
-
-    __slots__ = ("abandoned", "changed", "error", "expect", "value")
-
-    def __init__(self, expect: type[Any]) -> None:
-        self.expect = expect
-        self.changed = anyio.Event()
-        self.value: Any = None
-        self.error: GearmanError | None = None
-        self.abandoned = False
-
-    def answer(self, event: Any, conn: _Session) -> None:
-        if type(event) is P.Error:
-            self.error = ServerError(event.code, event.text)
-        else:
-            self.value = event
-        self.changed.set()
-
-    def lost(self, error: ConnectionLost) -> None:
-        self.error = error
-        self.changed.set()
-
-    @property
-    def settled(self) -> bool:
-        return self.value is not None or self.error is not None
-
-    async def wait(self) -> Any:
-        try:
-            await self.changed.wait()
-        except BaseException:
-            self.abandoned = True
-            raise
-        if self.error is not None:
-            raise self.error
-        return self.value
-
-
-class _Submission(_Waiter):
-    """A submit: first waits for JOB_CREATED, then (foreground) for the job to end."""
-
-    __slots__ = ("background", "created", "handle", "outcome", "updates")
-
-    def __init__(self, background: bool, stream: bool) -> None:
-        super().__init__(P.JobCreated)
-        self.background = background
-        self.handle: bytes | None = None
-        self.created = False
-        #: ("complete", data) / ("fail", b"") / ("exception", data), once the job ended.
-        self.outcome: tuple[str, bytes] | None = None
-        self.updates: deque[Update] | None = deque() if stream else None
-
-    def answer(self, event: Any, conn: _Session) -> None:
-        if type(event) is P.Error:
-            self.error = ServerError(event.code, event.text)
-            self.changed.set()
-            return
-        self.handle = event.handle
-        self.created = True
-        if self.abandoned:
-            return
-        if self.background:
-            self.value = event.handle
-            self.changed.set()
-            return
-        jobs = conn.jobs.get(event.handle)
-        if jobs is None:
-            conn.jobs[event.handle] = [self]
-        else:
-            jobs.append(self)  # coalesced with another submit on this connection
-        if self.updates is not None:
-            self.changed.set()
-
-    def update(self, item: Update) -> None:
-        if self.updates is not None:
-            self.updates.append(item)
-            self.changed.set()
-
-    def finish(self, kind: str, data: bytes) -> None:
-        self.outcome = (kind, data)
-        self.changed.set()
-
-    @property
-    def settled(self) -> bool:
-        return self.outcome is not None or self.error is not None
-
-    def result(self) -> bytes:
-        """The job's result, or raise why it has none."""
-        if self.error is not None:
-            raise self.error
-        assert self.outcome is not None
-        assert self.handle is not None
-        kind, data = self.outcome
-        if kind == "complete":
-            return data
-        if kind == "exception":
-            raise JobException(self.handle, data)
-        raise JobFailed(self.handle)
-
-    async def next_change(self) -> None:
-        self.changed = anyio.Event()
-        await self.changed.wait()
-
-
-# --- one connection -----------------------------------------------------------------
-
-
-class _Session:
-    """The client's session with one server: its :class:`Connection` and the routing
-    state that matches answers to calls."""
-
-    __slots__ = ("conn", "jobs", "pending")
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self.pending: deque[_Waiter] = deque()
-        self.jobs: dict[bytes, list[_Submission]] = {}
-
-    def request(self, waiter: _Waiter, packet: bytes) -> None:
-        """Queue a request and its FIFO entry together (no await between them)."""
-        self.conn.send(packet)
-        self.pending.append(waiter)
-
-    def forget(self, job: _Submission) -> None:
-        """Stop routing WORK_* for ``job`` (its caller gave up)."""
-        job.abandoned = True
-        if job.handle is None:
-            return
-        jobs = self.jobs.get(job.handle)
-        if jobs is not None and job in jobs:
-            jobs.remove(job)
-            if not jobs:
-                del self.jobs[job.handle]
-
-    def on_events(self, events: list[Any]) -> None:
-        jobs = self.jobs
-        for ev in events:
-            cls = type(ev)
-            if cls is P.WorkComplete:
-                self._end(ev.handle, "complete", ev.data)
-            elif cls is P.WorkFail:
-                # gearmand 1.1.20 leaves a NUL after the handle.
-                self._end(ev.handle.partition(b"\0")[0], "fail", b"")
-            elif cls is P.WorkException:
-                self._end(ev.handle, "exception", ev.data)
-            elif cls is P.WorkData or cls is P.WorkWarning or cls is P.WorkStatus:
-                listeners = jobs.get(ev.handle)
-                if listeners is None:
-                    continue
-                item: Update
-                if cls is P.WorkData:
-                    item = DataUpdate(ev.data)
-                elif cls is P.WorkWarning:
-                    item = WarningUpdate(ev.data)
-                else:
-                    item = StatusUpdate(_number(ev.numerator), _number(ev.denominator))
-                for job in listeners:
-                    job.update(item)
-            elif cls in _ANSWERS:
-                if not self.pending:
-                    self.conn.close(f"unexpected {cls.__name__} from the server")
-                    return
-                waiter = self.pending[0]
-                if cls is not P.Error and cls is not waiter.expect:
-                    # Out of step with the server: nothing after this can be trusted.
-                    self.conn.close(f"got {cls.__name__} where {waiter.expect.__name__} was due")
-                    return
-                self.pending.popleft()
-                waiter.answer(ev, self)
-            # NOOP, NO_JOB and JOB_ASSIGN* are for workers; a client ignores them.
-
-    def _end(self, handle: bytes, kind: str, data: bytes) -> None:
-        listeners = self.jobs.pop(handle, None)
-        if listeners is not None:
-            for job in listeners:
-                job.finish(kind, data)
-
-    def lost(self, error: ConnectionLost) -> None:
-        pending, self.pending = self.pending, deque()
-        for waiter in pending:
-            waiter.lost(error)
-        jobs, self.jobs = self.jobs, {}
-        for listeners in jobs.values():
-            for job in listeners:
-                job.lost(error)
-
-
-_ANSWERS: Final = frozenset(
-    {P.JobCreated, P.EchoRes, P.StatusRes, P.StatusResUnique, P.OptionRes, P.Error}
-)
-
-
-# --- the client ---------------------------------------------------------------------
+    #: Connections open now (at most one per server).
+    connections: int
+    #: Connections opened since the client was: one per server unless one broke (or
+    #: was dropped for an answer out of step) and was reopened.
+    connections_opened: int
+    #: Requests whose in-order answer has not come yet, abandoned ones included.
+    pending: int
+    #: Foreground submits whose job's WORK_* packets are being routed to them.
+    jobs: int
 
 
 class JobStream:
@@ -332,7 +92,7 @@ class JobStream:
     completes; if it fails it raises :class:`JobFailed` or :class:`JobException`.
     """
 
-    def __init__(self, job: _Submission) -> None:
+    def __init__(self, job: Submission) -> None:
         self._job = job
         assert job.handle is not None
         self.handle: bytes = job.handle
@@ -393,48 +153,50 @@ class Client:
         if self._client_id is not None:
             check(P.SetClientId(self._client_id))
         self._placement = Placement(self.servers)
-        self._conns: dict[Address, _Session] = {}
+        self._sessions: dict[Address, Session] = {}
+        self._opened = 0
         self._locks = {a: anyio.Lock() for a in self.servers}
         self._backoff = {a: Backoff() for a in self.servers}
         self._handles: OrderedDict[bytes, Address] = OrderedDict()
         self._closed = False
 
-    # -- connections --
+    # -- sessions --
 
-    async def _connection(self, address: Address) -> _Session:
-        cc = self._conns.get(address)
-        if cc is not None and not cc.conn.closed:
-            return cc
+    async def _session(self, address: Address) -> Session:
+        """The open session with ``address``, connecting first if there is none."""
+        session = self._sessions.get(address)
+        if session is not None and not session.conn.closed:
+            return session
         async with self._locks[address]:
-            cc = self._conns.get(address)
-            if cc is not None and not cc.conn.closed:
-                return cc
-            if self._closed:
-                raise anyio.ClosedResourceError("the client is closed")
+            session = self._sessions.get(address)
+            if session is not None and not session.conn.closed:
+                return session
+            self._check_open()
             try:
                 stream = await anyio.connect_tcp(address.host, address.port)
             except OSError as exc:
                 self._backoff[address].failed(anyio.current_time())
                 raise ConnectionLost(f"{address}: cannot connect: {exc}") from exc
             self._backoff[address].succeeded()
-            cc = _Session(Connection(stream, address))
+            self._opened += 1
+            session = Session(Connection(stream, address))
             # Ask for WORK_EXCEPTION; the answer (OPTION_RES, or ERROR from a server
-            # without the option) is swallowed by an abandoned FIFO entry.
-            option = _Waiter(P.OptionRes)
+            # without the option) is taken by an abandoned FIFO entry.
+            option = Waiter(P.OptionRes)
             option.abandoned = True
             if self._client_id is not None:
-                cc.conn.send(encode_request(P.SetClientId(self._client_id)))
-            cc.request(option, encode_request(P.OptionReq(b"exceptions")))
-            self._conns[address] = cc
-            self._tg.start_soon(self._run_connection, cc)
-            return cc
+                session.conn.send(encode_request(P.SetClientId(self._client_id)))
+            session.request(option, encode_request(P.OptionReq(b"exceptions")))
+            self._sessions[address] = session
+            self._tg.start_soon(self._run_session, session)
+            return session
 
-    async def _run_connection(self, cc: _Session) -> None:
-        error = await cc.conn.run(cc.on_events)
-        cc.lost(error)
-        address = cc.conn.address
-        if self._conns.get(address) is cc:
-            del self._conns[address]
+    async def _run_session(self, session: Session) -> None:
+        error = await session.conn.run(session.on_events)
+        session.lost(error)
+        address = session.conn.address
+        if self._sessions.get(address) is session:
+            del self._sessions[address]
         if not self._closed:
             self._backoff[address].failed(anyio.current_time())
 
@@ -454,10 +216,10 @@ class Client:
         for address in servers:
             self._check_open()
             try:
-                cc = await self._connection(address)
-                await cc.conn.wait_writable()
-                waiter = _Waiter(_EXPECT[type(event)])
-                cc.request(waiter, packet)
+                session = await self._session(address)
+                await session.conn.wait_writable()
+                waiter = Waiter(ANSWER_TO[type(event)])
+                session.request(waiter, packet)
                 return await waiter.wait()
             except ConnectionLost as exc:
                 errors.append(exc)
@@ -480,7 +242,7 @@ class Client:
         background: bool,
         stream: bool,
         extra: tuple[Any, ...] = (),
-    ) -> tuple[_Session, _Submission]:
+    ) -> tuple[Session, Submission]:
         f = _bytes(function, "function")
         d = _bytes(data, "data")
         u = b"" if unique is None else _bytes(unique, "unique")
@@ -491,25 +253,20 @@ class Client:
         for address in self._order(self._placement.order(u, d)):
             self._check_open()
             try:
-                cc = await self._connection(address)
-                await cc.conn.wait_writable()
-                job = _Submission(background, stream)
-                cc.request(job, packet)
+                session = await self._session(address)
+                await session.conn.wait_writable()
+                job = Submission(background=background, stream=stream)
+                session.request(job, packet)
             except ConnectionLost as exc:
                 errors.append(exc)
                 continue
-            try:
-                while not (job.settled or (job.created and (background or stream))):
-                    await job.next_change()
-            except BaseException:
-                cc.forget(job)
-                raise
+            await session.wait(job, until_created=background or stream)
             if isinstance(job.error, ConnectionLost) and not job.created:
                 errors.append(job.error)  # never taken, or not known to be: next server
                 continue
             if background and job.handle is not None and job.error is None:
                 self._remember(job.handle, address)
-            return cc, job
+            return session, job
         self._check_open()
         raise _unavailable(errors)
 
@@ -590,7 +347,7 @@ class Client:
         Entering waits for JOB_CREATED (``job.handle``).  Leaving the block early, or
         being cancelled inside it, stops the routing of the job's packets to it.
         """
-        cc, job = await self._submit(
+        session, job = await self._submit(
             _FOREGROUND[Priority(priority)], function, data, unique, background=False, stream=True
         )
         if job.error is not None:
@@ -599,7 +356,7 @@ class Client:
             yield JobStream(job)
         finally:
             if not job.settled:
-                cc.forget(job)
+                session.forget(job)
 
     # -- status and echo --
 
@@ -655,23 +412,18 @@ class Client:
 
     def _close(self) -> None:
         self._closed = True
-        for cc in list(self._conns.values()):
-            cc.conn.close("client closed")
+        for session in list(self._sessions.values()):
+            session.conn.close("client closed")
 
-    def statistics(self) -> dict[str, int]:
-        """Connections open, calls waiting for an answer, jobs being followed."""
-        return {
-            "connections": sum(not cc.conn.closed for cc in self._conns.values()),
-            "pending": sum(len(cc.pending) for cc in self._conns.values()),
-            "jobs": sum(len(v) for cc in self._conns.values() for v in cc.jobs.values()),
-        }
-
-
-_EXPECT: Final[dict[type[Any], type[Any]]] = {
-    P.EchoReq: P.EchoRes,
-    P.GetStatus: P.StatusRes,
-    P.GetStatusUnique: P.StatusResUnique,
-}
+    def statistics(self) -> ClientStatistics:
+        """Connections open and opened so far, calls waiting for an answer, jobs followed."""
+        sessions = self._sessions.values()
+        return ClientStatistics(
+            connections=sum(not s.conn.closed for s in sessions),
+            connections_opened=self._opened,
+            pending=sum(len(s.pending) for s in sessions),
+            jobs=sum(s.followed for s in sessions),
+        )
 
 
 def _unavailable(errors: list[ConnectionLost]) -> NoServerAvailable:

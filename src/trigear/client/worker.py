@@ -12,14 +12,16 @@ How it maps to the wire (see ``docs/worker.md``):
   has work, the worker keeps as many grabs in flight as it has free slots; the first
   NO_JOB stops grabbing, and once every grab is answered it sends PRE_SLEEP and waits
   for NOOP.  Slots are shared by all connections, so ``concurrency`` bounds the jobs
-  running across every server.
+  running across every server.  Those rules are a sans-IO state machine of their own
+  (:mod:`.grabbing`); this module feeds it and writes what it queues.
 * A job that raises ends with WORK_EXCEPTION carrying the error's text; one that raises
   :class:`JobFailed` ends with WORK_FAIL.  Either way the worker goes on serving.
 * :meth:`Worker.stop` is graceful: no more grabs, running jobs finish and report, then
   the connections close and :meth:`Worker.run` returns.  Cancelling :meth:`Worker.run`
   closes the connections at once; the servers requeue the jobs this worker held.
 * A connection that breaks cancels the jobs it carried (their server requeues them) and
-  is reopened with backoff; the other servers keep being served meanwhile.
+  is reopened with backoff; the other servers keep being served meanwhile, and get the
+  slots its grabs held at once.
 """
 
 from __future__ import annotations
@@ -40,9 +42,10 @@ from ..protocol import check, encode_request
 from ..protocol import packets as P
 from .connection import Connection
 from .errors import ConnectionLost, JobFailed
+from .grabbing import GrabMachine, GrabState, Slots
 from .placement import Address, Backoff, parse_addresses
 
-__all__ = ["Job", "JobFunction", "Worker"]
+__all__ = ["Job", "JobFunction", "Worker", "WorkerStatistics"]
 
 log = logging.getLogger("trigear.worker")
 
@@ -53,11 +56,23 @@ JobFunction = (
 )
 F = TypeVar("F", bound=Callable[..., Any])
 
-_GRAB_UNIQ: Final = encode_request(P.GrabJobUniq())
-_GRAB: Final = encode_request(P.GrabJob())
-_PRE_SLEEP: Final = encode_request(P.PreSleep())
 #: A session shorter than this counts as a failed connect for the backoff.
 _STABLE_AFTER: Final = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStatistics:
+    """A snapshot of :meth:`Worker.statistics`."""
+
+    #: Connections registered with their server (past the probe) and not closed.
+    connections: int
+    #: Connections opened since the worker was made: one per server unless one broke
+    #: (or the server was out of step) and was reopened.
+    connections_opened: int
+    #: Jobs running, across every connection.
+    running: int
+    #: Slots neither running a job nor held by a grab in flight.
+    free: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,12 +92,12 @@ class Job:
     through ``anyio.from_thread.run(job.send_status, 1, 2)``.
     """
 
-    __slots__ = ("_wc", "data", "function", "handle", "unique")
+    __slots__ = ("_session", "data", "function", "handle", "unique")
 
     def __init__(
-        self, wc: _WorkerSession, handle: bytes, function: str, unique: bytes, data: bytes
+        self, session: _WorkerSession, handle: bytes, function: str, unique: bytes, data: bytes
     ) -> None:
-        self._wc = wc
+        self._session = session
         self.handle = handle
         self.function = function
         #: The unique the job was submitted with (``b""`` from a legacy server).
@@ -93,7 +108,7 @@ class Job:
         return f"<Job {self.handle!r} {self.function} {len(self.data)} bytes>"
 
     async def _send(self, event: Any) -> None:
-        conn = self._wc.conn
+        conn = self._session.conn
         await conn.wait_writable()
         conn.send(encode_request(event))
 
@@ -105,14 +120,14 @@ class Job:
 
     async def send_data(self, data: bytes | str) -> None:
         """WORK_DATA: partial output (dropped on legacy servers, which lack it)."""
-        if self._wc.legacy:
+        if self._session.machine.legacy:
             await anyio.lowlevel.checkpoint()
             return
         await self._send(P.WorkData(self.handle, _to_bytes(data)))
 
     async def send_warning(self, data: bytes | str) -> None:
         """WORK_WARNING (dropped on legacy servers, which lack it)."""
-        if self._wc.legacy:
+        if self._session.machine.legacy:
             await anyio.lowlevel.checkpoint()
             return
         await self._send(P.WorkWarning(self.handle, _to_bytes(data)))
@@ -129,113 +144,58 @@ def _to_bytes(value: object) -> bytes:
 
 
 class _WorkerSession:
-    """The grab/sleep state machine of one connection.  Every method is synchronous."""
+    """One connection of the worker: its transport, its :class:`GrabMachine`, the task
+    group its jobs run in.  The machine decides; this writes what it queued."""
 
-    def __init__(self, worker: Worker, conn: Connection, tg: anyio.abc.TaskGroup) -> None:
+    def __init__(self, worker: Worker, conn: Connection, machine: GrabMachine) -> None:
         self.worker = worker
         self.conn = conn
-        self.tg = tg
-        self.probing = True
-        self.legacy = False
+        self.machine = machine
+        #: Where the jobs run: the session's task group, set once it is open.
+        self.tg: anyio.abc.TaskGroup | None = None
+        #: Set once the probe was answered (registered, or closed).
         self.ready = anyio.Event()
-        self.outstanding = 0
-        self.sleeping = False
-        self.saw_no_job = False
-        self.running = 0
 
-    def start(self) -> None:
-        w = self.worker
-        if w.client_id is not None:
-            self.conn.send(encode_request(P.SetClientId(w.client_id)))
-        self.conn.send(_GRAB_UNIQ)
-
-    def _register(self) -> None:
-        out = []
-        for fn in self.worker.functions.values():
-            if fn.timeout is None:
-                out.append(encode_request(P.CanDo(fn.name)))
-            else:
-                # gearmand and trigear take milliseconds; the Perl server, seconds.
-                t = math.ceil(fn.timeout) if self.legacy else math.ceil(fn.timeout * 1000)
-                out.append(encode_request(P.CanDoTimeout(fn.name, max(1, t))))
-        self.conn.send(b"".join(out))
+    def flush(self) -> None:
+        """Send what the machine queued; close once it is CLOSED."""
+        data = self.machine.data_to_send()
+        if self.conn.closed:
+            return
+        if data:
+            self.conn.send(data)
+        if self.machine.state is GrabState.CLOSED:
+            self.conn.close_when_flushed("worker stopped")
 
     def on_events(self, events: list[Any]) -> None:
-        for ev in events:
-            cls = type(ev)
-            if cls is P.JobAssignUniq:
-                self.outstanding -= 1
-                self._start_job(ev.handle, ev.function, ev.unique, ev.data)
-            elif cls is P.JobAssign:
-                self.outstanding -= 1
-                self._start_job(ev.handle, ev.function, b"", ev.data)
-            elif cls is P.JobAssignAll:
-                self.outstanding -= 1
-                self._start_job(ev.handle, ev.function, ev.unique, ev.data)
-            elif cls is P.NoJob:
-                if self.probing:
-                    self._probed(legacy=False)
-                    continue
-                self.outstanding -= 1
-                self.worker.free += 1
-                self.saw_no_job = True
-            elif cls is P.Noop:
-                if self.sleeping:
-                    self.sleeping = False
-                    self.saw_no_job = False
-            elif cls is P.Error:
-                if self.probing:
-                    self._probed(legacy=True)
-                    continue
-                # A WORK_* the server no longer knows (CAN_DO_TIMEOUT ran out, or the
-                # WORK_FAIL after WORK_EXCEPTION): nothing to do.
-                log.debug("%s: server error %r %r", self.conn.address, ev.code, ev.text)
-        self.pump()
-        if self.worker.free:
-            # A NO_JOB here freed a slot this connection will not use (it goes to sleep):
-            # offer it to the other connections, which may be awake and waiting for one.
-            self.worker.offer()
+        """The reader's callback: feed the machine, start what it assigns, write."""
+        machine = self.machine
+        try:
+            for ev in events:
+                probing = machine.state is GrabState.PROBING
+                if machine.receive(ev):
+                    self._start_job(ev)
+                elif type(ev) is P.Error and not probing:
+                    # A WORK_* the server no longer knows (CAN_DO_TIMEOUT ran out, or the
+                    # WORK_FAIL after WORK_EXCEPTION): nothing to do.
+                    log.debug("%s: server error %r %r", self.conn.address, ev.code, ev.text)
+            if machine.state is not GrabState.PROBING:
+                self.ready.set()
+        finally:
+            # Also when the machine raised (the server is out of step and the connection
+            # goes): a slot it gave back may have let another connection grab.
+            self.worker._flush()
 
-    def _probed(self, *, legacy: bool) -> None:
-        self.probing = False
-        self.legacy = legacy
-        self._register()
-        self.ready.set()
-        self.worker.connections.add(self)
-
-    def pump(self) -> None:
-        """Send the grabs (or the PRE_SLEEP) the current state calls for."""
-        if self.probing or self.conn.closed:
-            return
-        w = self.worker
-        if w.stopping:
-            if self.running == 0:
-                self.conn.close_when_flushed("worker stopped")
-            return
-        if self.sleeping:
-            return
-        if self.saw_no_job:
-            if self.outstanding == 0:
-                self.conn.send(_PRE_SLEEP)
-                self.sleeping = True
-                self.saw_no_job = False
-            return
-        n = w.free
-        if n > 0:
-            w.free = 0
-            self.outstanding += n
-            self.conn.send((_GRAB if self.legacy else _GRAB_UNIQ) * n)
-
-    def _start_job(self, handle: bytes, function: bytes, unique: bytes, data: bytes) -> None:
-        fn = self.worker.functions.get(function)
+    def _start_job(self, ev: Any) -> None:
+        unique = b"" if type(ev) is P.JobAssign else ev.unique
+        fn = self.worker._functions.get(ev.function)
         if fn is None:
-            log.warning("%s: got a job for unknown function %r", self.conn.address, function)
-            self.conn.send(encode_request(P.WorkFail(handle)))
-            self.worker.free += 1
+            log.warning("%s: got a job for unknown function %r", self.conn.address, ev.function)
+            self.conn.send(encode_request(P.WorkFail(ev.handle)))
+            self.machine.job_done()
             return
-        self.running += 1
-        job = Job(self, handle, function.decode(errors="replace"), unique, data)
-        self.tg.start_soon(self._run_job, fn, job, name=f"gearman job {handle!r}")
+        job = Job(self, ev.handle, ev.function.decode(errors="replace"), unique, ev.data)
+        assert self.tg is not None
+        self.tg.start_soon(self._run_job, fn, job, name=f"gearman job {ev.handle!r}")
 
     async def _run_job(self, fn: _Function, job: Job) -> None:
         packet: bytes | None = None
@@ -245,7 +205,7 @@ class _WorkerSession:
                     result = await fn.func(job)
                 else:
                     result = await anyio.to_thread.run_sync(
-                        fn.func, job, limiter=self.worker.limiter
+                        fn.func, job, limiter=self.worker._limiter
                     )
                 packet = encode_request(P.WorkComplete(job.handle, _to_bytes(result)))
             except ConnectionLost:
@@ -256,13 +216,13 @@ class _WorkerSession:
                 log.info("job %r (%s) raised %r", job.handle, job.function, exc)
                 text = traceback.format_exception_only(exc)[-1].strip().encode()
                 packet = encode_request(P.WorkException(job.handle, text))
-                if self.legacy:
+                if self.machine.legacy:
                     packet += encode_request(P.WorkFail(job.handle))
             if packet is not None and not self.conn.closed:
                 self.conn.send(packet)
         finally:
-            self.running -= 1
-            self.worker.release()
+            self.machine.job_done()
+            self.worker._flush()
 
 
 class Worker:
@@ -281,11 +241,12 @@ class Worker:
         if client_id is not None:
             check(P.SetClientId(client_id))
         self.client_id: bytes | None = client_id
-        self.functions: dict[bytes, _Function] = {}
-        self.connections: set[_WorkerSession] = set()
-        self.free = 0
-        self.stopping = False
-        self.limiter = anyio.CapacityLimiter(1)
+        self._functions: dict[bytes, _Function] = {}
+        self._sessions: list[_WorkerSession] = []
+        self._slots: Slots | None = None
+        self._opened = 0
+        self._stopping = False
+        self._limiter = anyio.CapacityLimiter(1)
         self._running = False
         self._stop_event = anyio.Event()
 
@@ -307,7 +268,7 @@ class Worker:
         is_async = inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(
             getattr(func, "__call__", None)  # noqa: B004
         )
-        self.functions[fname] = _Function(fname, func, is_async, timeout)
+        self._functions[fname] = _Function(fname, func, is_async, timeout)
 
     def function(self, name: str | bytes, *, timeout: float | None = None) -> Callable[[F], F]:
         """Decorator form of :meth:`register`."""
@@ -329,17 +290,17 @@ class Worker:
         """Serve every server until cancelled, or until :meth:`stop` and the running jobs
         have finished.  ``task_status.started()`` fires once each server has been tried
         (registered, or found down)."""
-        if not self.functions:
+        if not self._functions:
             raise ValueError("no functions registered")
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         if self._running:
             raise RuntimeError("this worker is already running")
         self._running = True
-        self.stopping = False
+        self._stopping = False
         self._stop_event = anyio.Event()
-        self.free = concurrency
-        self.limiter = anyio.CapacityLimiter(concurrency)
+        self._slots = Slots(concurrency)
+        self._limiter = anyio.CapacityLimiter(concurrency)
         tried = 0
         all_tried = anyio.Event()
 
@@ -357,40 +318,39 @@ class Worker:
                 task_status.started()
         finally:
             self._running = False
-            self.connections.clear()
+            self._sessions.clear()
 
     def stop(self) -> None:
         """Stop gracefully: take no new jobs, let running ones finish, then return from
         :meth:`run`.  Safe to call from any task, any number of times."""
-        self.stopping = True
+        self._stopping = True
         self._stop_event.set()
-        for wc in list(self.connections):
-            wc.pump()
+        if self._slots is not None:
+            self._slots.stop()
+            self._flush()
 
-    def release(self) -> None:
-        """A slot is free again: let every connection grab with it."""
-        self.free += 1
-        self.offer()
+    def statistics(self) -> WorkerStatistics:
+        """Connections registered and opened so far, jobs running, free slots."""
+        slots = self._slots
+        if slots is None:
+            return WorkerStatistics(connections=0, connections_opened=0, running=0, free=0)
+        return WorkerStatistics(
+            connections=slots.serving,
+            connections_opened=self._opened,
+            running=slots.running,
+            free=slots.free,
+        )
 
-    def offer(self) -> None:
-        """Let every connection that is awake grab with the free slots."""
-        for wc in list(self.connections):
-            wc.pump()
-            if self.free == 0:
-                break
-
-    def statistics(self) -> dict[str, int]:
-        """Connections registered, jobs running, free slots."""
-        return {
-            "connections": len(self.connections),
-            "running": sum(wc.running for wc in self.connections),
-            "free": self.free,
-        }
+    def _flush(self) -> None:
+        """Write what every connection's machine queued (a slot freed on one connection
+        may have let another grab)."""
+        for session in list(self._sessions):
+            session.flush()
 
     async def _serve(self, address: Address, on_tried: Callable[[], None]) -> None:
         backoff = Backoff()
         first = True
-        while not self.stopping:
+        while not self._stopping:
             try:
                 stream = await anyio.connect_tcp(address.host, address.port)
             except OSError as exc:
@@ -400,10 +360,11 @@ class Worker:
                     on_tried()
                 await self._pause(backoff.failed(anyio.current_time()))
                 continue
+            self._opened += 1
             began = anyio.current_time()
             error = await self._session(Connection(stream, address), first and on_tried)
             first = False
-            if self.stopping:
+            if self._stopping:
                 return
             log.warning("%s: %s; reconnecting", address, error)
             if anyio.current_time() - began > _STABLE_AFTER:
@@ -417,25 +378,37 @@ class Worker:
     async def _session(
         self, conn: Connection, on_ready: Callable[[], None] | bool
     ) -> ConnectionLost | None:
+        assert self._slots is not None
+        functions = [(fn.name, fn.timeout) for fn in self._functions.values()]
+        machine = GrabMachine(self._slots, functions, self.client_id)
+        session = _WorkerSession(self, conn, machine)
+        self._sessions.append(session)
         error: ConnectionLost | None = None
-        async with anyio.create_task_group() as tg:
-            wc = _WorkerSession(self, conn, tg)
+        try:
+            async with anyio.create_task_group() as tg:
+                session.tg = tg
 
-            async def run_connection() -> None:
-                nonlocal error
-                error = await conn.run(wc.on_events)
-                tg.cancel_scope.cancel()
+                async def run_connection() -> None:
+                    nonlocal error
+                    error = await conn.run(session.on_events)
+                    # Before the jobs are cancelled, so the slots they free go elsewhere.
+                    machine.connection_lost()
+                    self._flush()
+                    tg.cancel_scope.cancel()
 
-            tg.start_soon(run_connection)
-            try:
-                wc.start()
-                await wc.ready.wait()
-                if callable(on_ready):
-                    on_ready()
-            finally:
-                if not wc.ready.is_set() and callable(on_ready):
-                    on_ready()  # the probe never came back: count the server as tried
-        self.connections.discard(wc)
-        self.free += wc.outstanding
-        wc.outstanding = 0
+                tg.start_soon(run_connection)
+                try:
+                    session.flush()  # SET_CLIENT_ID and the probe
+                    await session.ready.wait()
+                    if callable(on_ready):
+                        on_ready()
+                finally:
+                    if not session.ready.is_set() and callable(on_ready):
+                        on_ready()  # the probe never came back: count the server as tried
+        finally:
+            if session in self._sessions:  # run() may have cleared them
+                self._sessions.remove(session)
+            machine.connection_lost()
+            self._slots.remove(machine)
+            self._flush()
         return error
