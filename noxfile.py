@@ -21,7 +21,8 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PY)
 def interop(session: nox.Session) -> None:
-    """Against real peers: gearmand, the gearman CLI and gearadmin, gear, the Perl server."""
+    """Against real peers: gearmand, the gearman CLI and gearadmin, gear, the Perl server,
+    and PHP, Perl and Node clients and workers (npm deps: tests/interop/peers/node)."""
     session.install("-e", ".[test]")
     session.run("pytest", "-m", "interop", *session.posargs)
 
