@@ -32,12 +32,15 @@ from ..protocol.codec import Decoder, Role
 from ..protocol.errors import RemoteProtocolError
 from ..store.base import Store, StoreError
 from ..store.memory import MemoryStore
+from .commits import StoreBatch
 from .config import ServerConfig
-from .dispatcher import Dispatcher, ServerStats, StoreBatch
+from .dispatcher import Dispatcher
 from .state import Peer
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    from .stats import ServerStats
 
 __all__ = ["Server", "serve_gearman"]
 
@@ -389,7 +392,7 @@ class Server:
         elif payload is _STORE_FAILED:
             d.store_done(False)
         elif payload is _DRAIN:
-            d.draining = True
+            d.start_draining()
 
     async def _dispatch_loop(self) -> None:
         d = self.dispatcher
