@@ -49,6 +49,13 @@ _QUEUE_FULL = encode_response(Error(b"QUEUE_ERROR", b"Job queue is full"))
 _DRAINING = encode_response(Error(b"QUEUE_ERROR", b"Server is shutting down"))
 #: Priorities in the order a worker gets them (S3).
 _PRIORITIES = tuple(sorted(Priority))
+# The job states, looked up once: on CPython 3.11 each ``JobState.QUEUED`` in a function
+# goes through the enum metaclass's attribute hook, about 0.1 us, several times per job.
+_COMMITTING = JobState.COMMITTING
+_SCHEDULED = JobState.SCHEDULED
+_QUEUED = JobState.QUEUED
+_RUNNING = JobState.RUNNING
+_DONE = JobState.DONE
 
 
 class Scheduler:
@@ -196,7 +203,7 @@ class Scheduler:
             peer.jobs.add(job)
         if bg and self._durable:
             # S19: runnable, and acknowledged, once the store has it.
-            job.state = JobState.COMMITTING
+            job.state = _COMMITTING
             func.counts[prio] += 1
             self._commits.hold_until_stored(peer, job)
             return
@@ -228,7 +235,7 @@ class Scheduler:
             job.reducer = sj.reducer
             job.attempts = sj.attempts
             job.stored = True
-            job.state = JobState.COMMITTING  # so enqueue_new counts it once
+            job.state = _COMMITTING  # so enqueue_new counts it once
             func.counts[job.priority] += 1
             self.jobs[job.handle] = job
             key = job.data if job.unique == b"-" else job.unique
@@ -241,14 +248,14 @@ class Scheduler:
     def enqueue_new(self, job: JobRecord, wall: float) -> None:
         """A new job becomes runnable now or is scheduled for its time (S15)."""
         func = job.func
-        if job.state is not JobState.COMMITTING:
+        if job.state is not _COMMITTING:
             func.counts[job.priority] += 1
         if job.when is not None and job.when > wall:
-            job.state = JobState.SCHEDULED
+            job.state = _SCHEDULED
             self._seq += 1
             heapq.heappush(self._epochs, (job.when, self._seq, job))
             return
-        job.state = JobState.QUEUED
+        job.state = _QUEUED
         func.queues[job.priority].append(job)
         if func.sleepers:
             self.wake(func)
@@ -287,7 +294,7 @@ class Scheduler:
         if n == 0 or self.draining:
             return None
         start = peer.rr % n
-        queued = JobState.QUEUED
+        queued = _QUEUED
         for prio in _PRIORITIES:
             for i in range(n):
                 f = funcs[(start + i) % n]
@@ -303,7 +310,7 @@ class Scheduler:
         """True when :meth:`next_job` would find a job for ``peer``."""
         if self.draining:
             return False
-        queued = JobState.QUEUED
+        queued = _QUEUED
         for f in peer.funcs:
             for q in f.queues:
                 while q:
@@ -317,7 +324,7 @@ class Scheduler:
         func = job.func
         func.counts[job.priority] -= 1
         func.running += 1
-        job.state = JobState.RUNNING
+        job.state = _RUNNING
         job.worker = peer
         job.run_id += 1
         peer.held[job.handle] = job
@@ -329,14 +336,14 @@ class Scheduler:
     def finish(self, job: JobRecord) -> None:
         """Forget a job for good."""
         func = job.func
-        if job.state is JobState.RUNNING:
+        if job.state is _RUNNING:
             func.running -= 1
             if job.worker is not None:
                 job.worker.held.pop(job.handle, None)
                 job.worker = None
-        elif job.state is not JobState.DONE:
+        elif job.state is not _DONE:
             func.counts[job.priority] -= 1
-        job.state = JobState.DONE
+        job.state = _DONE
         self.jobs.pop(job.handle, None)
         key = job.data if job.unique == b"-" else job.unique
         if key and func.uniques.get(key) is job:
@@ -381,7 +388,7 @@ class Scheduler:
             self._commits.save_attempts(job)
         func.running -= 1
         job.worker = None
-        job.state = JobState.QUEUED
+        job.state = _QUEUED
         func.counts[job.priority] += 1
         func.queues[job.priority].appendleft(job)
         if func.sleepers:
@@ -393,7 +400,7 @@ class Scheduler:
         for job in peer.jobs:
             if peer in job.clients:
                 job.clients = [c for c in job.clients if c is not peer]
-            if not job.clients and not job.background and job.state is JobState.QUEUED:
+            if not job.clients and not job.background and job.state is _QUEUED:
                 self.finish(job)
         peer.jobs.clear()
 
@@ -417,15 +424,15 @@ class Scheduler:
         """Fire the timers that are due at ``now`` (monotonic) and ``wall`` (unix)."""
         while self._timeouts and self._timeouts[0][0] <= now:
             _, _, job, run_id = heapq.heappop(self._timeouts)
-            if job.state is JobState.RUNNING and job.run_id == run_id and job.worker:
+            if job.state is _RUNNING and job.run_id == run_id and job.worker:
                 # S11: the run outlived CAN_DO_TIMEOUT; a late result is JOB_NOT_FOUND.
                 self._stats.jobs_timed_out += 1
                 job.worker.held.pop(job.handle, None)
                 self.lose_run(job)
         while self._epochs and self._epochs[0][0] <= wall:
             _, _, job = heapq.heappop(self._epochs)
-            if job.state is JobState.SCHEDULED:
-                job.state = JobState.QUEUED
+            if job.state is _SCHEDULED:
+                job.state = _QUEUED
                 job.func.queues[job.priority].append(job)
                 if job.func.sleepers:
                     self.wake(job.func)

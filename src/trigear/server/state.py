@@ -28,6 +28,10 @@ class JobState(enum.IntEnum):
     DONE = 4
 
 
+#: Looked up once (an enum member lookup is slow on the hot path; see scheduler.py).
+_QUEUED = JobState.QUEUED
+
+
 class JobRecord:
     """One live job, known by its handle."""
 
@@ -75,7 +79,7 @@ class JobRecord:
         #: empty list would cost 56 bytes each.
         self.clients: list[Peer] | tuple[()] = ()
         self.worker: Peer | None = None
-        self.state = JobState.QUEUED
+        self.state = _QUEUED
         self.numerator = 0
         self.denominator = 0
         #: The job is (or is being) written to a durable store.
