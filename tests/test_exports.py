@@ -28,6 +28,7 @@ PUBLIC = [
     "Server",
     "ServerConfig",
     "ServerError",
+    "ServerStatistics",
     "StatusUpdate",
     "Update",
     "WarningUpdate",

@@ -6,7 +6,8 @@ The public API, in one place (``tests/test_exports.py`` pins it):
   :class:`Client`, :class:`JobStream`, the progress updates, :class:`Worker` and the
   :class:`Job` a worker function gets, and the errors;
 * the embeddable server (:mod:`trigear.server`, on Trio): :func:`serve_gearman`,
-  :class:`Server`, :class:`ServerConfig`, and :func:`open_store` for a durable store;
+  :class:`Server`, :class:`ServerConfig`, the :class:`ServerStatistics` that
+  ``Server.statistics()`` returns, and :func:`open_store` for a durable store;
 * :class:`Priority`, and the sans-IO protocol core as :mod:`trigear.protocol`.
 
 Names are imported on first use, so ``import trigear.protocol`` loads the protocol core
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
         open_client,
     )
     from .protocol.packets import Priority
-    from .server import Server, ServerConfig, serve_gearman
+    from .server import Server, ServerConfig, ServerStatistics, serve_gearman
     from .store import open_store
 
 #: Public name -> the module that defines it.
@@ -69,7 +70,9 @@ _EXPORTS: dict[str, str] = {
         ),
         "trigear.client",
     ),
-    **dict.fromkeys(("Server", "ServerConfig", "serve_gearman"), "trigear.server"),
+    **dict.fromkeys(
+        ("Server", "ServerConfig", "ServerStatistics", "serve_gearman"), "trigear.server"
+    ),
     "open_store": "trigear.store",
     "Priority": "trigear.protocol.packets",
 }
@@ -90,6 +93,7 @@ __all__ = [
     "Server",
     "ServerConfig",
     "ServerError",
+    "ServerStatistics",
     "StatusUpdate",
     "Update",
     "WarningUpdate",

@@ -3,6 +3,13 @@
 from .config import ServerConfig
 from .dispatcher import Dispatcher
 from .serve import Server, serve_gearman
-from .stats import ServerStats
+from .stats import ServerStatistics, ServerStats
 
-__all__ = ["Dispatcher", "Server", "ServerConfig", "ServerStats", "serve_gearman"]
+__all__ = [
+    "Dispatcher",
+    "Server",
+    "ServerConfig",
+    "ServerStatistics",
+    "ServerStats",
+    "serve_gearman",
+]

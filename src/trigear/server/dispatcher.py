@@ -161,6 +161,11 @@ class Dispatcher:
         #: The scheduler's jobs by handle and functions by name (the same dicts).
         self.jobs = self.scheduler.jobs
         self.funcs = self.scheduler.funcs
+        #: () -> the peers with output in ``peer.out``; the caller writes and clears it.
+        self.take_output = self._output.take
+        #: () -> (monotonic deadline of the next CAN_DO_TIMEOUT, unix time of the next
+        #: epoch job), either may be None: when to call :meth:`tick`.
+        self.next_deadline = self.scheduler.next_deadline
         #: Set by the admin ``shutdown``: "now" or "graceful".
         self.shutdown_request: Literal["now", "graceful"] | None = None
 
@@ -169,20 +174,12 @@ class Dispatcher:
     def connect(self, peer: Peer) -> None:
         self.peers[peer.id] = peer
 
-    def take_output(self) -> list[Peer]:
-        """Peers with output in ``peer.out``; the caller writes and clears it."""
-        return self._output.take()
-
     @property
     def running_jobs(self) -> int:
         return sum(len(p.held) for p in self.peers.values())
 
-    @property
-    def draining(self) -> bool:
-        """True once a graceful shutdown began: no job is handed out any more (S21)."""
-        return self.scheduler.draining
-
     def start_draining(self) -> None:
+        """A graceful shutdown began: hand out no job any more (S21)."""
         self.scheduler.draining = True
 
     def disconnect(self, peer: Peer) -> None:
@@ -380,11 +377,6 @@ class Dispatcher:
         self._send(peer, answer(self, peer, parse_admin_line(event.line)))
 
     # --- timers ---------------------------------------------------------------------------
-
-    def next_deadline(self) -> tuple[float | None, int | None]:
-        """(monotonic deadline of the next CAN_DO_TIMEOUT, unix time of the next epoch
-        job); either may be None."""
-        return self.scheduler.next_deadline()
 
     def tick(self) -> None:
         """Fire the timers that are due at :attr:`now` / :attr:`wall`."""
