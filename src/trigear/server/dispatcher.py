@@ -4,18 +4,18 @@ Rules (the S-numbers are those of the spec, ``docs/server.md`` explains each):
 
 * Every change to server state happens in a method of :class:`Dispatcher` or of one of
   its parts, called from one task.  Methods never block: output for a peer is appended
-  to ``peer.out`` and the peer is listed in :meth:`~Dispatcher.take_output`; store writes
+  to ``peer.out`` and the peer is listed in :attr:`~Dispatcher.take_output`; store writes
   are collected into one batch that :meth:`~Dispatcher.take_store_batch` hands to the
   store writer, whose answer comes back through :meth:`~Dispatcher.store_done`.
 * There is no clock in here.  The caller sets :attr:`~Dispatcher.now` (monotonic seconds)
   and :attr:`~Dispatcher.wall` (unix seconds) before each pass, and asks
-  :meth:`~Dispatcher.next_deadline` when to call :meth:`~Dispatcher.tick` next.
+  :attr:`~Dispatcher.next_deadline` when to call :meth:`~Dispatcher.tick` next.
 
 This keeps the whole of Gearman's job logic testable without sockets or trio, and lets a
 hypothesis state machine drive it directly.
 
 The dispatcher turns packets into the operations of its parts, each in a module of its
-own: :class:`~trigear.server.scheduler.Scheduler` (queues, runs, timers),
+own: :class:`~trigear.server.scheduler.Scheduler` (submits, queues, runs, timers),
 :class:`~trigear.server.commits.Commits` (what the store must write, and the replies that
 wait for it), :class:`~trigear.server.output.Output` (bytes for peers), and the admin
 answers (:mod:`trigear.server.admin`).  Each packet class has one handler, registered in
