@@ -32,6 +32,7 @@ PUBLIC = [
     "Server",
     "ServerConfig",
     "ServerError",
+    "ServerStatistics",
     "StatusUpdate",
     "Update",
     "WarningUpdate",

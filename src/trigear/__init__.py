@@ -10,7 +10,8 @@ The public API, in one place (``tests/test_exports.py`` pins it):
   :class:`BlockingJobStream` it streams with); for the admin protocol,
   :func:`open_admin_client` and :class:`AdminClient`;
 * the embeddable server (:mod:`trigear.server`, on Trio): :func:`serve_gearman`,
-  :class:`Server`, :class:`ServerConfig`, and :func:`open_store` for a durable store;
+  :class:`Server`, :class:`ServerConfig`, the :class:`ServerStatistics` that
+  ``Server.statistics()`` returns, and :func:`open_store` for a durable store;
 * :class:`Priority`, and the sans-IO protocol core as :mod:`trigear.protocol`.
 
 Names are imported on first use, so ``import trigear.protocol`` loads the protocol core
@@ -50,7 +51,7 @@ if TYPE_CHECKING:
     from .client.admin import AdminClient, open_admin_client
     from .client.blocking import BlockingClient, BlockingJobStream
     from .protocol.packets import Priority
-    from .server import Server, ServerConfig, serve_gearman
+    from .server import Server, ServerConfig, ServerStatistics, serve_gearman
     from .store import open_store
 
 #: Public name -> the module that defines it.
@@ -81,7 +82,9 @@ _EXPORTS: dict[str, str] = {
     ),
     **dict.fromkeys(("AdminClient", "open_admin_client"), "trigear.client.admin"),
     **dict.fromkeys(("BlockingClient", "BlockingJobStream"), "trigear.client.blocking"),
-    **dict.fromkeys(("Server", "ServerConfig", "serve_gearman"), "trigear.server"),
+    **dict.fromkeys(
+        ("Server", "ServerConfig", "ServerStatistics", "serve_gearman"), "trigear.server"
+    ),
     "open_store": "trigear.store",
     "Priority": "trigear.protocol.packets",
 }
@@ -106,6 +109,7 @@ __all__ = [
     "Server",
     "ServerConfig",
     "ServerError",
+    "ServerStatistics",
     "StatusUpdate",
     "Update",
     "WarningUpdate",

@@ -67,10 +67,11 @@ from trigear.protocol.packets import (
     WorkWarning,
 )
 from trigear.server.config import ServerConfig
-from trigear.server.dispatcher import Dispatcher, StoreBatch
+from trigear.server.dispatcher import Dispatcher
 from trigear.server.state import JobState, Peer
 
 if TYPE_CHECKING:
+    from trigear.server.commits import StoreBatch
     from trigear.store.base import StoredJob
 
 FUNCS = [b"f1", b"f2", b"f3"]

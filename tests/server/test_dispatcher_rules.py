@@ -12,12 +12,14 @@ from trigear.protocol.packets import (
     CanDoTimeout,
     Error,
     Event,
+    GetStatus,
     GrabJob,
     GrabJobUniq,
     JobAssign,
     JobAssignUniq,
     JobCreated,
     NoJob,
+    StatusRes,
     SubmitJob,
     SubmitJobBg,
     SubmitJobEpoch,
@@ -25,6 +27,7 @@ from trigear.protocol.packets import (
     SubmitJobLow,
     WorkComplete,
     WorkFail,
+    WorkStatus,
 )
 from trigear.server.admin import parse_maxqueue
 from trigear.server.config import ServerConfig
@@ -356,6 +359,32 @@ def test_maxqueue_one_number_and_non_positive_are_unlimited_or_all() -> None:
     h.d.handle(admin, AdminCommand(b"maxqueue f -1"))
     assert h.text(admin) == b"OK\r\n"
     assert h.send(c, SubmitJobHigh(b"f", b"", b"c")) == [JobCreated(b"H:t:3")]
+
+
+def test_maxqueue_with_more_digits_than_int_reads_is_answered() -> None:
+    """A size of thousands of digits (more than Python's int() accepts) is a huge limit,
+    not an internal error that closes the admin connection."""
+    h = Harness()
+    admin = h.peer()
+    c = h.peer()
+    h.d.handle(admin, AdminCommand(b"maxqueue f " + b"9" * 5000))
+    assert h.text(admin) == b"OK\r\n"
+    assert h.send(c, SubmitJob(b"f", b"", b"x")) == [JobCreated(b"H:t:1")]
+    h.d.handle(admin, AdminCommand(b"maxqueue f -" + b"9" * 5000))
+    assert h.text(admin) == b"OK\r\n"
+    assert h.d.funcs[b"f"].maxqueue == (0, 0, 0)
+
+
+def test_work_status_numbers_are_read_unsigned_and_saturate() -> None:
+    h = Harness()
+    c = h.peer()
+    h.send(c, SubmitJob(b"f", b"", b"x"))
+    w = h.peer(b"f")
+    handle = h.grab(w)
+    h.send(w, WorkStatus(handle, b"+5", b"9" * 5000))
+    forwarded, status = h.send(c, GetStatus(handle))
+    assert forwarded == WorkStatus(handle, b"+5", b"9" * 5000)  # verbatim (S6)
+    assert status == StatusRes(handle, True, True, 0, 0xFFFFFFFF)
 
 
 # --- regressions found by the state machine -------------------------------------------

@@ -44,6 +44,7 @@ __all__ = [
     "format_verbose",
     "format_version",
     "format_workers",
+    "leading_int",
     "parse_admin_line",
     "parse_error",
     "parse_prioritystatus",
@@ -53,6 +54,10 @@ __all__ = [
     "parse_workers",
     "reply_end",
 ]
+
+#: The largest magnitude :func:`leading_int` returns: gearmand keeps these numbers in 32
+#: bits.
+INT_LIMIT = 0xFFFFFFFF
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +81,32 @@ def parse_admin_line(line: bytes) -> AdminRequest:
     words = line.split(b" ")
     first = words[0]
     return AdminRequest(first.lower(), tuple(w for w in words[1:] if w), first)
+
+
+def leading_int(text: bytes, *, signed: bool) -> int:
+    """The number ``text`` starts with, read the way gearmand reads numbers in text (C's
+    ``atoi``): when ``signed``, an optional ``+`` or ``-``; then decimal digits up to the
+    first other byte.  No digits read as 0.
+
+    The magnitude saturates at :data:`INT_LIMIT`, so a long run of digits costs no more
+    than ten of them.  The server reads WORK_STATUS's numerator and denominator unsigned
+    (STATUS_RES reports them as unsigned 32-bit numbers) and the admin ``maxqueue`` sizes
+    signed (a size <= 0 means no limit).
+    """
+    negative = False
+    if signed and text[:1] in (b"-", b"+"):
+        negative = text[:1] == b"-"
+        text = text[1:]
+    n = 0
+    for b in text:
+        if 48 <= b <= 57:
+            n = n * 10 + b - 48
+            if n > INT_LIMIT:
+                n = INT_LIMIT
+                break
+        else:
+            break
+    return -n if negative else n
 
 
 def _listing(lines: Iterable[bytes]) -> bytes:

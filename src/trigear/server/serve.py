@@ -1,73 +1,65 @@
-"""The Trio layer of the server: listeners, one nursery per connection, the dispatcher task.
+"""The server: listeners, the dispatcher task, the store writer, and shutdown.
 
-Flow (the design card):
+Flow (``docs/server.md`` draws it):
 
-* Each connection runs a **reader** (bytes -> :class:`~trigear.protocol.Decoder` -> the
-  dispatcher's inbox) and a **writer** (its outbox -> one ``send_all`` per batch) in a
-  nursery of its own.  The reader hands over every event one ``receive_some`` produced
-  in a single message, and waits on the bounded inbox, so TCP pushes back on a peer
-  faster than the dispatcher.
+* Each connection runs a reader and a writer in a nursery of its own
+  (:mod:`trigear.server.connection`).  The reader hands every event one read produced to
+  the dispatcher task in one message on the bounded inbox (:mod:`trigear.server.messages`).
 * The **dispatcher task** owns all state (:class:`~trigear.server.dispatcher.Dispatcher`).
   It takes every message waiting in the inbox, acts on them, and then hands each peer's
-  output to its writer with ``send_nowait`` on an unbounded channel: it never awaits a
-  peer.  A peer whose unread output passes ``ServerConfig.max_output`` is cut off and
-  handled as a disconnect (spec section 5), so a peer that does not read cannot make the
-  server buffer without bound, and connection -> dispatcher -> connection cannot deadlock.
+  output to its connection with :meth:`~trigear.server.connection.Connection.write_nowait`:
+  it never awaits a peer.
 * With a durable store, a **store writer** task commits what the dispatcher batched
   (group commit) and reports back through the inbox; the dispatcher goes on meanwhile.
+* The **accept loops** start a connection per accepted stream.  When the process runs
+  out of descriptors or memory (EMFILE, ENFILE, ENOMEM, ENOBUFS) a loop pauses and tries
+  again, as :func:`trio.serve_listeners` does; any other accept error ends :meth:`Server.serve`
+  with that error.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
-import os
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, assert_type
 
 import trio
 
-from ..protocol.codec import Decoder, Role
-from ..protocol.errors import RemoteProtocolError
 from ..store.base import Store, StoreError
 from ..store.memory import MemoryStore
+from .commits import StoreBatch
 from .config import ServerConfig
-from .dispatcher import Dispatcher, ServerStats, StoreBatch
+from .connection import Connection
+from .dispatcher import Dispatcher
+from .messages import (
+    BadInput,
+    Closed,
+    Drain,
+    Events,
+    InboxMessage,
+    Nudge,
+    Opened,
+    StoreDone,
+)
 from .state import Peer
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from .stats import ServerStatistics
+
 __all__ = ["Server", "serve_gearman"]
 
 log = logging.getLogger("trigear.server")
 
-# Inbox message kinds (the payload of a (peer, payload) pair that is not a list of events).
-_OPEN = "open"
-_CLOSE = "close"
-_DRAIN = "drain"
-_NUDGE = "nudge"
-_STORE_OK = "store-ok"
-_STORE_FAILED = "store-failed"
-_CLOSE_AFTER = object()
-
 _INBOX_SIZE = 256
 _PASS_LIMIT = 512
-_READ_SIZE = 65536
-
-
-@dataclass(eq=False, slots=True)
-class _Conn:
-    """The Trio side of one peer: its outbox and how to stop it."""
-
-    peer: Peer
-    outbox: trio.MemorySendChannel[Any]
-    scope: trio.CancelScope
-    #: The socket's descriptor for direct non-blocking writes, or -1.
-    fd: int = -1
-    #: Bytes handed to the writer task and not yet sent.
-    queued: int = 0
+#: accept() errors that mean "out of resources for now": wait and try again (the set
+#: trio.serve_listeners retries on, with its pause).
+_ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+_ACCEPT_PAUSE = 0.1
 
 
 def _first_handle() -> int:
@@ -94,9 +86,9 @@ class Server:
         self.dispatcher = Dispatcher(
             self.config, durable=self.store.durable, first_handle=_first_handle()
         )
-        self._inbox_send, self._inbox = trio.open_memory_channel[tuple[Any, Any]](_INBOX_SIZE)
+        self._inbox_send, self._inbox = trio.open_memory_channel[InboxMessage](_INBOX_SIZE)
         self._store_send, self._store_recv = trio.open_memory_channel[StoreBatch](math.inf)
-        self._conns: dict[int, _Conn] = {}
+        self._conns: dict[int, Connection] = {}
         self._next_id = 0
         self._conn_nursery: trio.Nursery | None = None
         self._wall0 = 0.0
@@ -104,13 +96,16 @@ class Server:
         self._shutdown = trio.Event()
         self._settled = trio.Event()
         self._stop_now = False
+        #: An accept error that ended serving, raised from serve().
+        self._accept_error: OSError | None = None
         self.listeners: list[trio.SocketListener] = []
 
     # --- public ------------------------------------------------------------------------
 
-    def statistics(self) -> ServerStats:
-        """Counters since start (jobs submitted, completed, requeued, ...)."""
-        return self.dispatcher.stats
+    def statistics(self) -> ServerStatistics:
+        """Counters since start (jobs submitted, completed, requeued, ...), as they are
+        now: the snapshot does not change afterwards."""
+        return self.dispatcher.stats.snapshot()
 
     async def serve_tcp(
         self,
@@ -135,7 +130,11 @@ class Server:
         task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Serve connections from ``listeners`` (and :meth:`connect_in_memory`) until
-        cancelled, or until a shutdown (signal or admin ``shutdown``) completes."""
+        cancelled, or until a shutdown (signal or admin ``shutdown``) completes.
+
+        Raises the :exc:`OSError` of a listener whose ``accept`` failed other than for
+        lack of resources, after stopping as :meth:`shutdown` ``(graceful=False)`` does.
+        """
         self.listeners = list(listeners)
         loaded = await self.store.load()
         self._wall0 = time.time() - trio.current_time()
@@ -171,6 +170,8 @@ class Server:
                     await listener.aclose()
             with trio.CancelScope(shield=True):
                 await self.store.aclose()
+        if self._accept_error is not None:
+            raise self._accept_error
 
     @property
     def shutting_down(self) -> bool:
@@ -202,12 +203,20 @@ class Server:
         while True:
             try:
                 stream = await listener.accept()
-            except OSError as exc:  # EMFILE and friends: back off, keep serving
-                log.warning("accept failed: %s", exc)
-                await trio.sleep(0.1)
-                continue
             except (trio.ClosedResourceError, trio.BrokenResourceError):
                 return
+            except OSError as exc:
+                if exc.errno not in _ACCEPT_CAPACITY_ERRNOS:
+                    log.error("accept failed, serving stops: %s", exc)
+                    if self._accept_error is None:
+                        self._accept_error = exc
+                    self.shutdown(graceful=False)
+                    return
+                # Out of descriptors or memory: existing connections go on; accept again
+                # after a pause, when some may have closed.
+                log.warning("accept failed: %s; retrying in %.1f s", exc, _ACCEPT_PAUSE)
+                await trio.sleep(_ACCEPT_PAUSE)
+                continue
             self._conn_nursery.start_soon(self.handle_stream, stream)
 
     async def handle_stream(self, stream: trio.abc.Stream, ip: str | None = None) -> None:
@@ -225,124 +234,16 @@ class Server:
         ip = ip or "-"
         loopback = ip.startswith("127.") or ip in ("::1", "-") or ip.startswith("::ffff:127.")
         peer = Peer(self._next_id, fd if fd >= 0 else self._next_id, ip, loopback)
-        outbox, outbox_recv = trio.open_memory_channel[Any](math.inf)
+        conn = Connection(peer, stream, fd, self._inbox_send, self.config)
+        self._conns[peer.id] = conn
         try:
-            async with trio.open_nursery() as nursery:
-                conn = _Conn(peer, outbox, nursery.cancel_scope, fd)
-                self._conns[peer.id] = conn
-                await self._inbox_send.send((peer, _OPEN))
-                nursery.start_soon(self._writer, stream, outbox_recv, conn)
-                if fd >= 0 and isinstance(stream, trio.SocketStream):
-                    await self._socket_reader(stream, fd, peer)
-                else:
-                    await self._reader(stream, peer)
-                nursery.cancel_scope.cancel()
+            await self._inbox_send.send(Opened(peer))
+            await conn.serve()
         finally:
-            conn.fd = -1
             self._conns.pop(peer.id, None)
             with trio.CancelScope(shield=True):
-                await self._inbox_send.send((peer, _CLOSE))
+                await self._inbox_send.send(Closed(peer))
                 await trio.aclose_forcefully(stream)
-
-    async def _hand_over(self, decoder: Decoder, peer: Peer) -> None:
-        """Pass every event the decoder holds to the dispatcher in one message."""
-        inbox = self._inbox_send
-        while True:
-            try:
-                events = decoder.receive_events()
-            except RemoteProtocolError as exc:
-                await inbox.send((peer, exc))
-                if exc.close:
-                    # The writer closes the connection once the answer is out.
-                    await trio.sleep_forever()
-                continue
-            if events:
-                try:
-                    inbox.send_nowait((peer, events))
-                except trio.WouldBlock:
-                    await inbox.send((peer, events))
-            return
-
-    async def _reader(self, stream: trio.abc.Stream, peer: Peer) -> None:
-        """Any trio Stream (in-memory connections, TLS wrappers)."""
-        decoder = Decoder(Role.SERVER, self.config.limits)
-        stall = self.config.stall_timeout
-        while True:
-            try:
-                if decoder.mid_packet:
-                    data: bytes | bytearray = b""
-                    with trio.move_on_after(stall) as scope:
-                        data = await stream.receive_some(_READ_SIZE)
-                    if scope.cancelled_caught:
-                        log.info("closing %r: stalled in the middle of a packet", peer)
-                        return
-                else:
-                    data = await stream.receive_some(_READ_SIZE)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return
-            if not data:
-                return
-            decoder.receive_data(bytes(data))
-            await self._hand_over(decoder, peer)
-
-    async def _socket_reader(self, stream: trio.SocketStream, fd: int, peer: Peer) -> None:
-        """TCP sockets: wait for readability, then one non-blocking read.  This skips
-        the extra scheduler round trips of ``receive_some`` on the hot path."""
-        decoder = Decoder(Role.SERVER, self.config.limits)
-        stall = self.config.stall_timeout
-        sock = stream.socket
-        wait_readable = trio.lowlevel.wait_readable
-        checkpoint = trio.lowlevel.checkpoint
-        ready = False
-        while True:
-            if ready:
-                # The last read returned data: more may be waiting already.  Yield once
-                # (fairness), then try to read before paying for an epoll wait.
-                await checkpoint()
-            elif decoder.mid_packet:
-                with trio.move_on_after(stall) as scope:
-                    await wait_readable(sock)
-                if scope.cancelled_caught:
-                    log.info("closing %r: stalled in the middle of a packet", peer)
-                    return
-            else:
-                await wait_readable(sock)
-            try:
-                data = os.read(fd, _READ_SIZE)
-            except BlockingIOError:
-                ready = False
-                continue
-            except OSError:
-                return
-            if not data:
-                return
-            ready = True
-            decoder.receive_data(data)
-            await self._hand_over(decoder, peer)
-
-    async def _writer(
-        self, stream: trio.abc.Stream, outbox: trio.MemoryReceiveChannel[Any], conn: _Conn
-    ) -> None:
-        """Writes what the dispatcher could not write at once (or everything, for
-        streams that are not sockets)."""
-        try:
-            async for item in outbox:
-                items = [item]
-                while True:
-                    try:
-                        items.append(outbox.receive_nowait())
-                    except trio.WouldBlock:
-                        break
-                close = _CLOSE_AFTER in items
-                data = b"".join(i for i in items if i is not _CLOSE_AFTER)
-                if data:
-                    await stream.send_all(data)
-                    conn.queued -= len(data)
-                if close:
-                    conn.scope.cancel()
-                    return
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            conn.scope.cancel()
 
     # --- the dispatcher task -------------------------------------------------------------
 
@@ -360,12 +261,13 @@ class Server:
             deadline = min(deadline, e - self._wall0)
         return deadline
 
-    def _process(self, peer: Any, payload: Any) -> None:
+    def _process(self, message: InboxMessage) -> None:
         d = self.dispatcher
-        if type(payload) is list:
+        if isinstance(message, Events):
+            peer, events = message
             handle = d.handle
             try:
-                for event in payload:
+                for event in events:
                     if peer.gone:
                         break
                     handle(peer, event)
@@ -376,20 +278,21 @@ class Server:
                 d.stats.internal_errors += 1
                 conn = self._conns.get(peer.id)
                 if conn is not None:
-                    conn.scope.cancel()
-        elif isinstance(payload, RemoteProtocolError):
-            if not peer.gone:
-                d.protocol_error(peer, payload)
-        elif payload is _OPEN:
-            d.connect(peer)
-        elif payload is _CLOSE:
-            d.disconnect(peer)
-        elif payload is _STORE_OK:
-            d.store_done(True)
-        elif payload is _STORE_FAILED:
-            d.store_done(False)
-        elif payload is _DRAIN:
-            d.draining = True
+                    conn.cancel()
+        elif isinstance(message, BadInput):
+            if not message.peer.gone:
+                d.protocol_error(message.peer, message.error)
+        elif isinstance(message, Opened):
+            d.connect(message.peer)
+        elif isinstance(message, Closed):
+            d.disconnect(message.peer)
+        elif isinstance(message, StoreDone):
+            d.store_done(message.ok)
+        elif isinstance(message, Drain):
+            d.start_draining()
+        else:
+            # A Nudge: the pass that follows is all it asks for.
+            assert_type(message, Nudge)
 
     async def _dispatch_loop(self) -> None:
         d = self.dispatcher
@@ -399,22 +302,22 @@ class Server:
         while True:
             deadline = self._deadline()
             if deadline == math.inf:
-                peer, payload = await inbox.receive()
+                message = await inbox.receive()
                 self._set_clock()
-                process(peer, payload)
+                process(message)
             else:
                 with trio.move_on_at(deadline):
-                    peer, payload = await inbox.receive()
+                    message = await inbox.receive()
                     self._set_clock()
-                    process(peer, payload)
+                    process(message)
                 self._set_clock()
                 d.tick()
             for _ in range(_PASS_LIMIT):
                 try:
-                    peer, payload = inbox.receive_nowait()
+                    message = inbox.receive_nowait()
                 except trio.WouldBlock:
                     break
-                process(peer, payload)
+                process(message)
             self._flush()
             if durable:
                 batch = d.take_store_batch()
@@ -425,39 +328,21 @@ class Server:
             if d.shutdown_request is not None:
                 self.shutdown(graceful=d.shutdown_request == "graceful")
                 d.shutdown_request = None
-            if d.draining and d.running_jobs == 0:
+            if d.scheduler.draining and d.running_jobs == 0:
                 self._drained.set()
 
     def _flush(self) -> None:
-        limit = self.config.max_output
+        """Hand each peer's output of this pass to its connection."""
+        conns = self._conns
         for peer in self.dispatcher.take_output():
             out = peer.out
-            conn = self._conns.get(peer.id)
+            conn = conns.get(peer.id)
             if conn is None or peer.gone:
                 out.clear()
                 continue
             data = out[0] if len(out) == 1 else b"".join(out)
             out.clear()
-            if data and conn.queued == 0 and conn.fd >= 0:
-                # Nothing is waiting in the writer: try the socket directly, without a
-                # task switch.  Whatever does not fit goes to the writer task.
-                try:
-                    sent = os.write(conn.fd, data)
-                except BlockingIOError:
-                    sent = 0
-                except OSError:
-                    conn.scope.cancel()
-                    continue
-                data = data[sent:]
-            if data:
-                conn.queued += len(data)
-                if conn.queued > limit:
-                    log.warning("closing %r: %d bytes unread", peer, conn.queued)
-                    conn.scope.cancel()
-                    continue
-                conn.outbox.send_nowait(data)
-            if peer.closing:
-                conn.outbox.send_nowait(_CLOSE_AFTER)
+            conn.write_nowait(data, peer.closing)
 
     async def _store_writer(self) -> None:
         delay = 0.0
@@ -477,25 +362,25 @@ class Server:
                 )
             except StoreError as exc:
                 log.error("store commit failed: %s", exc)
-                await self._inbox_send.send((None, _STORE_FAILED))
+                await self._inbox_send.send(StoreDone(False))
             except Exception:
                 log.exception("store commit failed")
-                await self._inbox_send.send((None, _STORE_FAILED))
+                await self._inbox_send.send(StoreDone(False))
             else:
                 delay = 0.0
-                await self._inbox_send.send((None, _STORE_OK))
+                await self._inbox_send.send(StoreDone(True))
 
     async def _settle_store(self) -> None:
         """Wait until every store change so far is committed (or failed)."""
         if self.dispatcher.has_store_work():
             self._settled = trio.Event()
             # A pass of the dispatcher loop sets it once nothing is left to commit.
-            await self._inbox_send.send((None, _NUDGE))
+            await self._inbox_send.send(Nudge())
             await self._settled.wait()
 
     async def _drain(self) -> None:
         log.info("shutting down: no new connections, no new assignments")
-        await self._inbox_send.send((None, _DRAIN))
+        await self._inbox_send.send(Drain())
         with trio.move_on_after(self.config.shutdown_timeout) as scope:
             await self._drained.wait()
         if scope.cancelled_caught:

@@ -10,6 +10,10 @@ from __future__ import annotations
 import enum
 from collections import deque
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..protocol.packets import Priority
 
 __all__ = ["Func", "JobRecord", "JobState", "Peer", "PendingReply"]
 
@@ -22,6 +26,10 @@ class JobState(enum.IntEnum):
     QUEUED = 2
     RUNNING = 3
     DONE = 4
+
+
+#: Looked up once (an enum member lookup is slow on the hot path; see scheduler.py).
+_QUEUED = JobState.QUEUED
 
 
 class JobRecord:
@@ -52,7 +60,7 @@ class JobRecord:
         func: Func,
         unique: bytes,
         data: bytes,
-        priority: int,
+        priority: Priority,
         background: bool,
     ) -> None:
         self.handle = handle
@@ -71,7 +79,7 @@ class JobRecord:
         #: empty list would cost 56 bytes each.
         self.clients: list[Peer] | tuple[()] = ()
         self.worker: Peer | None = None
-        self.state = JobState.QUEUED
+        self.state = _QUEUED
         self.numerator = 0
         self.denominator = 0
         #: The job is (or is being) written to a durable store.
@@ -99,14 +107,14 @@ class Func:
 
     def __init__(self, name: bytes) -> None:
         self.name = name
-        #: One FIFO per priority (HIGH, NORMAL, LOW).  Entries whose job is no longer
-        #: QUEUED are dropped lazily when they reach the head.
+        #: One FIFO per priority (HIGH, NORMAL, LOW: indexed by Priority).  Entries whose
+        #: job is no longer QUEUED are dropped lazily when they reach the head.
         self.queues: tuple[deque[JobRecord], deque[JobRecord], deque[JobRecord]] = (
             deque(),
             deque(),
             deque(),
         )
-        #: Jobs waiting to run, per priority (queued or scheduled).
+        #: Jobs waiting to run, per priority (queued or scheduled), indexed by Priority.
         self.counts = [0, 0, 0]
         self.running = 0
         #: Live jobs with a non-empty unique, by coalescing key (S2).
@@ -115,7 +123,7 @@ class Func:
         self.workers: dict[Peer, None] = {}
         #: Of those, the ones asleep after PRE_SLEEP, oldest first (S5).
         self.sleepers: dict[Peer, None] = {}
-        #: maxqueue limit per priority; 0 is unlimited (S18).
+        #: maxqueue limit per priority, indexed by Priority; 0 is unlimited (S18).
         self.maxqueue = (0, 0, 0)
 
     @property

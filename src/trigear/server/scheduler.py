@@ -1,0 +1,438 @@
+"""Which jobs are taken, which runs next on which worker, and what happens when a run ends.
+
+The scheduler holds the jobs by handle and the functions with their three priority
+queues, their workers and their sleepers, and the two timers: CAN_DO_TIMEOUT deadlines
+of running jobs (S11) and the times of epoch jobs (S15).  Its rules:
+
+* A submit with the unique of a live job joins it and gets its handle (S2); otherwise a
+  full queue refuses it (S18), and so does a draining server, unless it is a background
+  job for a durable store (S21).  A durable background job runs, and is acknowledged,
+  only once the store has it (S19, see :mod:`trigear.server.commits`).
+* A worker gets HIGH before NORMAL before LOW across all its functions, FIFO within a
+  level, and its functions take turns at a level (S3).
+* A new runnable job wakes the sleeping workers that can do it, one NOOP per sleep, at
+  most ``worker_wakeup`` of them (S5).
+* A lost run -- the worker left, gave the function up, or outlived its timeout -- puts
+  the job back at the head of its queue under the same handle and counts an attempt
+  (S9, S11), unless the retries are spent (S10: the clients get WORK_FAIL) or nobody
+  wants the result any more (S12).
+
+Like the dispatcher that owns it, it has no clock and no I/O: callers pass the time in,
+output goes to :class:`~trigear.server.output.Output`, store changes to
+:class:`~trigear.server.commits.Commits`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from typing import TYPE_CHECKING
+
+from ..protocol.codec import encode_response
+from ..protocol.packets import Error, JobCreated, Noop, Priority, WorkFail
+from .state import Func, JobRecord, JobState
+
+if TYPE_CHECKING:
+    from ..store.base import LoadResult
+    from .commits import Commits
+    from .config import ServerConfig
+    from .output import Output
+    from .state import Peer
+    from .stats import ServerStats
+
+__all__ = ["Scheduler"]
+
+log = logging.getLogger("trigear.server")
+
+_NOOP = encode_response(Noop())
+_QUEUE_FULL = encode_response(Error(b"QUEUE_ERROR", b"Job queue is full"))
+_DRAINING = encode_response(Error(b"QUEUE_ERROR", b"Server is shutting down"))
+#: Priorities in the order a worker gets them (S3).
+_PRIORITIES = tuple(sorted(Priority))
+# The job states, looked up once: on CPython 3.11 each ``JobState.QUEUED`` in a function
+# goes through the enum metaclass's attribute hook, about 0.1 us, several times per job.
+_COMMITTING = JobState.COMMITTING
+_SCHEDULED = JobState.SCHEDULED
+_QUEUED = JobState.QUEUED
+_RUNNING = JobState.RUNNING
+_DONE = JobState.DONE
+
+
+class Scheduler:
+    """Jobs, functions, queues and runs.  See the module docstring for the rules."""
+
+    def __init__(
+        self,
+        config: ServerConfig,
+        stats: ServerStats,
+        output: Output,
+        commits: Commits,
+        *,
+        durable: bool = False,
+        first_handle: int = 1,
+    ) -> None:
+        self.funcs: dict[bytes, Func] = {}
+        self.jobs: dict[bytes, JobRecord] = {}
+        #: While draining (S21) no job is handed out, and only durable background
+        #: submits are taken.
+        self.draining = False
+        self._handle_prefix = b"H:" + config.job_handle_prefix.encode() + b":"
+        self._next_handle = first_handle
+        self._stats = stats
+        self._send = output.send
+        self._commits = commits
+        #: Background jobs go to a store that outlasts the process (S19).
+        self._durable = durable
+        self._retries = config.job_retries
+        self._wakeup = config.worker_wakeup
+        #: maxqueue limits by function name, also for functions that do not exist yet.
+        self._maxqueue: dict[bytes, tuple[int, int, int]] = {}
+        #: (deadline, seq, job, run id) of runs with a CAN_DO_TIMEOUT.
+        self._timeouts: list[tuple[float, int, JobRecord, int]] = []
+        #: (unix time, seq, job) of scheduled epoch jobs.
+        self._epochs: list[tuple[int, int, JobRecord]] = []
+        self._seq = 0
+
+    # --- handles ----------------------------------------------------------------------
+
+    @property
+    def last_handle_number(self) -> int:
+        return self._next_handle - 1
+
+    def _new_handle(self) -> bytes:
+        n = self._next_handle
+        self._next_handle = n + 1
+        return self._handle_prefix + b"%d" % n
+
+    # --- functions --------------------------------------------------------------------
+
+    def function(self, name: bytes) -> Func:
+        """The record of function ``name``, created on first use."""
+        f = self.funcs.get(name)
+        if f is None:
+            f = self.funcs[name] = Func(name)
+            limit = self._maxqueue.get(name)
+            if limit is not None:
+                f.maxqueue = limit
+        return f
+
+    def set_maxqueue(self, name: bytes, limits: tuple[int, int, int]) -> None:
+        """Queue limits for ``name`` per priority, kept for when it appears (S18)."""
+        self._maxqueue[name] = limits
+        f = self.funcs.get(name)
+        if f is not None:
+            f.maxqueue = limits
+
+    def drop_function(self, name: bytes) -> str | None:
+        """Forget function ``name``: None on success, else why not."""
+        f = self.funcs.get(name)
+        if f is None:
+            return "function not found"
+        if f.workers or f.total:
+            # gearmand drops a function with queued jobs and leaves them orphaned; trigear
+            # refuses, so no job is lost to an admin command.
+            return "there are still connected workers or executing clients"
+        del self.funcs[name]
+        return None
+
+    def add_ability(self, peer: Peer, name: bytes, timeout: int) -> None:
+        """``peer`` can do ``name``, each run for at most ``timeout`` ms (0: no limit)."""
+        new = name not in peer.abilities
+        peer.abilities[name] = timeout
+        if new:
+            func = self.function(name)
+            func.workers[peer] = None
+            peer.funcs.append(func)
+            if peer.sleeping:
+                if self.has_job(peer):
+                    # It sleeps next to work it can now do: wake it (S5).
+                    self.wake_peer(peer)
+                else:
+                    func.sleepers[peer] = None
+
+    def drop_abilities(self, peer: Peer, only: bytes | None = None) -> None:
+        """``peer`` no longer does ``only`` (default: anything)."""
+        for func in list(peer.funcs):
+            if only is not None and func.name != only:
+                continue
+            func.workers.pop(peer, None)
+            func.sleepers.pop(peer, None)
+            peer.funcs.remove(func)
+            peer.abilities.pop(func.name, None)
+
+    # --- submitting -------------------------------------------------------------------
+
+    def submit(
+        self,
+        peer: Peer,
+        function: bytes,
+        unique: bytes,
+        data: bytes,
+        prio: Priority,
+        bg: bool,
+        wall: float,
+        *,
+        when: int | None = None,
+        reducer: bytes | None = None,
+    ) -> None:
+        """A SUBMIT_JOB of any kind from ``peer`` at unix time ``wall``: join the live job
+        with the same unique (S2), refuse it (S18, S21), or queue a new job."""
+        func = self.function(function)
+        key = data if unique == b"-" else unique
+        if key:
+            job = func.uniques.get(key)
+            if job is not None:
+                self._join(peer, job, bg)
+                return
+        if self.draining and not (bg and self._durable):
+            self._send(peer, _DRAINING)
+            return
+        limit = func.maxqueue[prio]
+        if limit and func.total >= limit:
+            self._send(peer, _QUEUE_FULL)
+            return
+        job = JobRecord(self._new_handle(), func, unique, data, prio, bg)
+        self._stats.jobs_submitted += 1
+        job.reducer = reducer
+        job.when = when
+        self.jobs[job.handle] = job
+        if key:
+            func.uniques[key] = job
+        if not bg:
+            job.clients = [peer]
+            peer.jobs.add(job)
+        if bg and self._durable:
+            # S19: runnable, and acknowledged, once the store has it.
+            job.state = _COMMITTING
+            func.counts[prio] += 1
+            self._commits.hold_until_stored(peer, job)
+            return
+        self._send(peer, encode_response(JobCreated(job.handle)))
+        self.enqueue_new(job, wall)
+
+    def _join(self, peer: Peer, job: JobRecord, bg: bool) -> None:
+        """A submit that matches a live job by unique gets its handle (S2)."""
+        self._stats.jobs_coalesced += 1
+        if bg:
+            job.background = True
+            # S19: no background JOB_CREATED before the job is on disk, also when it
+            # joins a job whose write is pending, in flight, or failed earlier.
+            if self._durable and self._commits.hold_until_stored(peer, job):
+                return
+        elif peer not in job.clients:
+            job.clients = [*job.clients, peer]
+            peer.jobs.add(job)
+        self._send(peer, encode_response(JobCreated(job.handle)))
+
+    def replay(self, loaded: LoadResult, wall: float) -> None:
+        """Recreate stored jobs at start, in their original order, under their own
+        handles; new handles continue after the store's high-water mark (S17, S19)."""
+        self._next_handle = max(self._next_handle, loaded.last_handle_number + 1)
+        for sj in loaded.jobs:
+            func = self.function(sj.function)
+            job = JobRecord(sj.handle, func, sj.unique, sj.data, Priority(sj.priority), True)
+            job.when = sj.when
+            job.reducer = sj.reducer
+            job.attempts = sj.attempts
+            job.stored = True
+            job.state = _COMMITTING  # so enqueue_new counts it once
+            func.counts[job.priority] += 1
+            self.jobs[job.handle] = job
+            key = job.data if job.unique == b"-" else job.unique
+            if key and key not in func.uniques:
+                func.uniques[key] = job
+            self.enqueue_new(job, wall)
+
+    # --- queueing ---------------------------------------------------------------------
+
+    def enqueue_new(self, job: JobRecord, wall: float) -> None:
+        """A new job becomes runnable now or is scheduled for its time (S15)."""
+        func = job.func
+        if job.state is not _COMMITTING:
+            func.counts[job.priority] += 1
+        if job.when is not None and job.when > wall:
+            job.state = _SCHEDULED
+            self._seq += 1
+            heapq.heappush(self._epochs, (job.when, self._seq, job))
+            return
+        job.state = _QUEUED
+        func.queues[job.priority].append(job)
+        if func.sleepers:
+            self.wake(func)
+
+    def wake(self, func: Func) -> None:
+        """Wake sleeping workers that can do ``func``: one NOOP per sleep (S5)."""
+        n = self._wakeup
+        sleepers = func.sleepers
+        woken = list(sleepers) if n <= 0 else list(sleepers)[:n]
+        for w in woken:
+            self.wake_peer(w)
+
+    def wake_peer(self, w: Peer) -> None:
+        """One NOOP ends one sleep (S5)."""
+        w.sleeping = False
+        for f in w.funcs:
+            f.sleepers.pop(w, None)
+        self._send(w, _NOOP)
+
+    def sleep(self, peer: Peer) -> None:
+        """PRE_SLEEP: ``peer`` sleeps until a job it can do arrives, or gets its NOOP at
+        once when one is queued already (S5)."""
+        if self.has_job(peer):
+            self._send(peer, _NOOP)
+            return
+        peer.sleeping = True
+        for f in peer.funcs:
+            f.sleepers[peer] = None
+
+    # --- running ----------------------------------------------------------------------
+
+    def next_job(self, peer: Peer) -> JobRecord | None:
+        """Take the next job for ``peer`` off its queue (S3), or None."""
+        funcs = peer.funcs
+        n = len(funcs)
+        if n == 0 or self.draining:
+            return None
+        start = peer.rr % n
+        queued = _QUEUED
+        for prio in _PRIORITIES:
+            for i in range(n):
+                f = funcs[(start + i) % n]
+                q = f.queues[prio]
+                while q:
+                    job = q.popleft()
+                    if job.state is queued:
+                        peer.rr = start + i + 1
+                        return job
+        return None
+
+    def has_job(self, peer: Peer) -> bool:
+        """True when :meth:`next_job` would find a job for ``peer``."""
+        if self.draining:
+            return False
+        queued = _QUEUED
+        for f in peer.funcs:
+            for q in f.queues:
+                while q:
+                    if q[0].state is queued:
+                        return True
+                    q.popleft()
+        return False
+
+    def assign(self, peer: Peer, job: JobRecord, now: float) -> None:
+        """``peer`` runs ``job`` from ``now`` (monotonic seconds)."""
+        func = job.func
+        func.counts[job.priority] -= 1
+        func.running += 1
+        job.state = _RUNNING
+        job.worker = peer
+        job.run_id += 1
+        peer.held[job.handle] = job
+        timeout = peer.abilities.get(func.name, 0)
+        if timeout > 0:
+            self._seq += 1
+            heapq.heappush(self._timeouts, (now + timeout / 1000.0, self._seq, job, job.run_id))
+
+    def finish(self, job: JobRecord) -> None:
+        """Forget a job for good."""
+        func = job.func
+        if job.state is _RUNNING:
+            func.running -= 1
+            if job.worker is not None:
+                job.worker.held.pop(job.handle, None)
+                job.worker = None
+        elif job.state is not _DONE:
+            func.counts[job.priority] -= 1
+        job.state = _DONE
+        self.jobs.pop(job.handle, None)
+        key = job.data if job.unique == b"-" else job.unique
+        if key and func.uniques.get(key) is job:
+            del func.uniques[key]
+        for c in job.clients:
+            c.jobs.discard(job)
+        if job.stored:
+            self._commits.remove(job)
+
+    def fail(self, job: JobRecord) -> None:
+        """End ``job``; its waiting clients get WORK_FAIL."""
+        if job.clients:
+            fail = encode_response(WorkFail(job.handle))
+            for c in job.clients:
+                self._send(c, fail)
+        self.finish(job)
+
+    def lose_run(self, job: JobRecord) -> None:
+        """The worker running ``job`` is gone or gave it up: requeue it under the same
+        handle and count an attempt (S9), unless the retries are spent (S10) or nobody
+        wants the result any more (S12)."""
+        func = job.func
+        job.attempts += 1
+        retries = self._retries
+        if retries >= 0 and job.attempts > retries:
+            self._stats.retries_exhausted += 1
+            self._stats.jobs_failed += 1
+            log.warning(
+                "job %s (%s) failed: its %d retries are spent",
+                job.handle.decode(errors="replace"),
+                func.name.decode(errors="replace"),
+                retries,
+            )
+            self.fail(job)
+            return
+        if not job.clients and not job.background:
+            # Its clients left while it ran: nobody wants the result (S12).
+            self.finish(job)
+            return
+        self._stats.jobs_requeued += 1
+        if job.stored:
+            self._commits.save_attempts(job)
+        func.running -= 1
+        job.worker = None
+        job.state = _QUEUED
+        func.counts[job.priority] += 1
+        func.queues[job.priority].appendleft(job)
+        if func.sleepers:
+            self.wake(func)
+
+    def drop_client(self, peer: Peer) -> None:
+        """``peer`` no longer waits for its foreground jobs: a queued one nobody else
+        waits for, and no background submit touched, is dropped (S12)."""
+        for job in peer.jobs:
+            if peer in job.clients:
+                job.clients = [c for c in job.clients if c is not peer]
+            if not job.clients and not job.background and job.state is _QUEUED:
+                self.finish(job)
+        peer.jobs.clear()
+
+    def lose_runs(self, peer: Peer, only: bytes | None = None) -> None:
+        """``peer`` gives up the jobs it runs (of function ``only``, default all)."""
+        lost = [j for j in peer.held.values() if only is None or j.func.name == only]
+        for job in lost:
+            del peer.held[job.handle]
+            self.lose_run(job)
+
+    # --- timers -----------------------------------------------------------------------
+
+    def next_deadline(self) -> tuple[float | None, int | None]:
+        """(monotonic deadline of the next CAN_DO_TIMEOUT, unix time of the next epoch
+        job); either may be None."""
+        t = self._timeouts[0][0] if self._timeouts else None
+        e = self._epochs[0][0] if self._epochs else None
+        return t, e
+
+    def tick(self, now: float, wall: float) -> None:
+        """Fire the timers that are due at ``now`` (monotonic) and ``wall`` (unix)."""
+        while self._timeouts and self._timeouts[0][0] <= now:
+            _, _, job, run_id = heapq.heappop(self._timeouts)
+            if job.state is _RUNNING and job.run_id == run_id and job.worker:
+                # S11: the run outlived CAN_DO_TIMEOUT; a late result is JOB_NOT_FOUND.
+                self._stats.jobs_timed_out += 1
+                job.worker.held.pop(job.handle, None)
+                self.lose_run(job)
+        while self._epochs and self._epochs[0][0] <= wall:
+            _, _, job = heapq.heappop(self._epochs)
+            if job.state is _SCHEDULED:
+                job.state = _QUEUED
+                job.func.queues[job.priority].append(job)
+                if job.func.sleepers:
+                    self.wake(job.func)
