@@ -16,7 +16,7 @@ import trigear
 from trigear.protocol import Decoder, Role
 from trigear.protocol import packets as P
 
-from ..fake_server import FakeConnection, fake_servers, settle
+from ..fake_server import FakeConnection, FakeServer, fake_servers, settle
 
 pytestmark = pytest.mark.anyio
 
@@ -357,3 +357,58 @@ async def test_client_id_and_closed_client() -> None:
         with pytest.raises(ValueError, match="boom"):
             async with trigear.open_client(fake.address):
                 raise ValueError("boom")
+
+
+async def test_status_falls_back_when_the_creator_is_gone_or_does_not_know() -> None:
+    """Servers sharing a store take over a dead server's jobs under their handles: a
+    status of a handle its creator no longer holds is asked of the other servers."""
+    async with (
+        fake_servers(2) as fakes,
+        trigear.open_client(fakes[0].address, fakes[1].address) as client,
+    ):
+        # The unique places the job on one of the two; find which.
+        async def submit_script(fake: FakeServer) -> None:
+            peer = await fake.accept()
+            await peer.client_handshake()
+            await peer.expect(P.SubmitJobBg)
+            await peer.send(P.JobCreated(b"H:a:1"))
+            creators.append((fake, peer))
+
+        creators: list[tuple[FakeServer, FakeConnection]] = []
+        async with anyio.create_task_group() as tg:
+            for fake in fakes:
+                tg.start_soon(submit_script, fake)
+            assert await client.submit_background("f", unique="u1") == b"H:a:1"
+            tg.cancel_scope.cancel()
+        ((creator, peer),) = creators
+        other = fakes[1] if creator is fakes[0] else fakes[0]
+
+        async def adopter_script() -> None:
+            adopter = await other.accept()
+            await adopter.client_handshake()
+            for _ in range(2):
+                await adopter.expect(P.GetStatus)
+                await adopter.send(P.StatusRes(b"H:a:1", True, True, 1, 2))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(adopter_script)
+            # The creator answers "unknown": the other server is asked next.
+            async with anyio.create_task_group() as inner:
+
+                async def creator_unknown() -> None:
+                    await peer.expect(P.GetStatus)
+                    await peer.send(P.StatusRes(b"H:a:1", False, False, 0, 0))
+
+                inner.start_soon(creator_unknown)
+                status = await client.get_status(b"H:a:1")
+            assert status == trigear.JobStatus(True, True, 1, 2)
+            # The creator's connection breaks on the call: the other server answers.
+            await peer.close()
+            await settle()
+
+            async def creator_breaks() -> None:
+                again = await creator.accept()
+                await again.close()
+
+            tg.start_soon(creator_breaks)
+            assert await client.get_status(b"H:a:1") == trigear.JobStatus(True, True, 1, 2)

@@ -43,7 +43,14 @@ async def test_table_prefix(pg_url: str) -> None:
             "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
             (schema,),
         ).fetchall()
-    assert sorted(r[0] for r in rows) == ["q1_jobs", "q1_meta", "q2_jobs", "q2_meta"]
+    assert sorted(r[0] for r in rows) == [
+        "q1_jobs",
+        "q1_meta",
+        "q1_servers",
+        "q2_jobs",
+        "q2_meta",
+        "q2_servers",
+    ]
 
 
 async def test_lost_connection_is_replaced(pg_url: str) -> None:

@@ -22,6 +22,7 @@ from .._version import __version__
 from ..protocol.limits import Limits
 from ..server.config import ServerConfig
 from ..server.serve import Server
+from ..store.base import StoreError
 from ._common import Parser, UsageError
 
 if TYPE_CHECKING:
@@ -105,6 +106,23 @@ def build_parser(prog: str = "trigear serve") -> argparse.ArgumentParser:
         ),
     )
     jobs.add_argument(
+        "--name",
+        metavar="NAME",
+        help=(
+            "this server's name in a PostgreSQL store shared with other servers (each"
+            " server owns its jobs; a dead server's jobs are adopted by the others); also"
+            " the host part of its job handles H:NAME:N"
+        ),
+    )
+    jobs.add_argument(
+        "--advertise",
+        metavar="HOST:PORT",
+        help=(
+            "with --name: the address clients use for this server, as they list it"
+            " (default: the first listening address)"
+        ),
+    )
+    jobs.add_argument(
         "--job-retries",
         type=_int(-1),
         default=-1,
@@ -125,7 +143,6 @@ def build_parser(prog: str = "trigear serve") -> argparse.ArgumentParser:
     )
     jobs.add_argument(
         "--job-handle-prefix",
-        default=socket.gethostname(),
         metavar="TEXT",
         help="the host part of job handles H:TEXT:N (default: this host's name)",
     )
@@ -164,6 +181,16 @@ def build_parser(prog: str = "trigear serve") -> argparse.ArgumentParser:
 
 def _config(args: argparse.Namespace) -> ServerConfig:
     prefix = args.job_handle_prefix
+    if args.name is not None:
+        if prefix is not None and prefix != args.name:
+            raise UsageError("--name is the handle prefix: leave out --job-handle-prefix")
+        if not args.name or ":" in args.name or "\0" in args.name or " " in args.name:
+            raise UsageError(f"--name {args.name!r} must be non-empty, without ':' or spaces")
+        prefix = args.name
+    elif args.advertise is not None:
+        raise UsageError("--advertise goes with --name")
+    elif prefix is None:
+        prefix = socket.gethostname()
     if not prefix or ":" in prefix or "\0" in prefix:
         raise UsageError(f"--job-handle-prefix {prefix!r} must be non-empty, without ':'")
     if len(prefix) > 40:
@@ -180,7 +207,7 @@ def _config(args: argparse.Namespace) -> ServerConfig:
     )
 
 
-def _store(url: str) -> Store:
+def _store(url: str, name: str | None = None, advertise: str | None = None) -> Store:
     try:
         from ..store import open_store
     except ImportError:  # pragma: no cover - only before the durable stores exist
@@ -190,9 +217,21 @@ def _store(url: str) -> Store:
             return MemoryStore()
         raise UsageError(f"--store {url!r}: only 'memory' is available") from None
     try:
-        return open_store(url)
+        store = open_store(url, name=name)
     except ValueError as exc:
         raise UsageError(f"--store: {exc}") from None
+    if advertise is not None:
+        from ..client.placement import parse_address
+        from ..store.cluster import ClusterStore
+
+        try:
+            address = parse_address(advertise)
+        except ValueError as exc:
+            raise UsageError(f"--advertise: {exc}") from None
+        assert isinstance(store, ClusterStore)
+        assert store.member is not None
+        store.member.address = str(address)
+    return store
 
 
 async def _run(args: argparse.Namespace, config: ServerConfig, store: Store) -> None:
@@ -251,7 +290,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "trigear serve") -> N
     )
     try:
         config = _config(args)
-        store = _store(args.store)
+        store = _store(args.store, args.name, args.advertise)
         if args.pid_file:
             try:
                 with open(args.pid_file, "w") as f:
@@ -261,4 +300,6 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "trigear serve") -> N
         trio.run(_run, args, config, store)
     except* UsageError as group:
         parser.exit(2, "".join(f"{prog}: {e}\n" for e in group.exceptions))
+    except* StoreError as group:
+        parser.exit(1, "".join(f"{prog}: cannot start: {e}\n" for e in group.exceptions))
     sys.exit(0)

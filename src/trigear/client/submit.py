@@ -361,24 +361,30 @@ class Client:
     # -- status and echo --
 
     async def get_status(self, handle: str | bytes) -> JobStatus:
-        """GET_STATUS.  Asks the server that created ``handle`` if this client submitted
-        it in the background, else each server in turn until one knows it."""
+        """GET_STATUS.  Asks the server that created ``handle`` first if this client
+        submitted it in the background, then each other server in turn until one knows
+        it: servers sharing a store take over a dead server's jobs under their handles,
+        so the creator may be gone, or answer "unknown" for a job another server holds
+        now."""
         h = _bytes(handle, "handle")
         event = P.GetStatus(h)
         check(event)
         known = self._handles.get(h)
-        servers = [known] if known is not None else self._order(list(self._placement.addresses))
+        servers = self._order(list(self._placement.addresses))
+        if known is not None:
+            servers = [known, *(a for a in servers if a != known)]
         errors: list[ConnectionLost] = []
         answer: P.StatusRes | None = None
         for address in servers:
             try:
-                answer = await self._call([address], event)
+                reply: P.StatusRes = await self._call([address], event)
             except NoServerAvailable as exc:
                 if isinstance(exc.__cause__, ConnectionLost):
                     errors.append(exc.__cause__)
                 continue
-            assert answer is not None
-            if answer.known:
+            if answer is None or reply.known:
+                answer = reply
+            if reply.known:
                 break
         if answer is None:
             raise _unavailable(errors)

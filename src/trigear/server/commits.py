@@ -116,6 +116,17 @@ class Commits:
         batch.replies.append(reply)
         return True
 
+    def discard(self) -> list[PendingReply]:
+        """Drop the changes not yet handed to the store writer (this server was fenced:
+        its rows belong to another server now).  The held replies of the dropped batch
+        become QUEUE_ERROR and are returned, like a failed commit's (:meth:`done`)."""
+        batch, self._next = self._next, StoreBatch()
+        for reply in batch.replies:
+            reply.ready = True
+            reply.reply = _STORE_FAILED
+            reply.job.stored = False
+        return batch.replies
+
     # --- the store writer's side -------------------------------------------------------
 
     @property

@@ -25,6 +25,7 @@ a table whose entries mypy checks against the class (:func:`_on`).
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal, TypeVar, cast
 
@@ -84,8 +85,9 @@ from .stats import ServerStats
 
 if TYPE_CHECKING:
     from ..protocol.errors import RemoteProtocolError
-    from ..store.base import LoadResult
+    from ..store.base import LoadResult, StoredJob
     from .commits import StoreBatch
+    from .state import PendingReply
 
 __all__ = ["Dispatcher", "GrabKind"]
 
@@ -166,6 +168,9 @@ class Dispatcher:
         #: () -> (monotonic deadline of the next CAN_DO_TIMEOUT, unix time of the next
         #: epoch job), either may be None: when to call :meth:`tick`.
         self.next_deadline = self.scheduler.next_deadline
+        #: Monotonic time until which jobs may be handed out: a cluster member's lease
+        #: (:mod:`trigear.server.cluster`); infinite for a server of its own.
+        self.lease_until = math.inf
         #: Set by the admin ``shutdown``: "now" or "graceful".
         self.shutdown_request: Literal["now", "graceful"] | None = None
 
@@ -402,6 +407,9 @@ class Dispatcher:
             self.stats.store_commits += 1
         else:
             self.stats.store_failures += 1
+        self._settle(replies, ok)
+
+    def _settle(self, replies: list[PendingReply], ok: bool) -> None:
         sched = self.scheduler
         for reply in replies:
             job = reply.job
@@ -415,6 +423,16 @@ class Dispatcher:
     def replay(self, loaded: LoadResult) -> None:
         """Recreate stored jobs at start, in their original order (S19)."""
         self.scheduler.replay(loaded, self.wall)
+
+    def adopt(self, jobs: list[StoredJob]) -> int:
+        """Take in stored jobs this server now owns (taken over from another server)."""
+        return self.scheduler.adopt(jobs, self.wall)
+
+    def fenced(self) -> int:
+        """Another server owns this one's stored jobs now: forget them, refuse the
+        background submits not yet committed.  Returns how many jobs were dropped."""
+        self._settle(self._commits.discard(), ok=False)
+        return self.scheduler.drop_stored()
 
     # --- what the admin commands use (trigear.server.admin.AdminView) ----------------------
 

@@ -22,15 +22,18 @@ from typing import TYPE_CHECKING, NamedTuple
 if TYPE_CHECKING:
     from ..protocol.errors import RemoteProtocolError
     from ..protocol.packets import Event
+    from ..store.base import StoredJob
     from .state import Peer
 
 __all__ = [
     "CLOSE_AFTER_OUTPUT",
+    "Adopted",
     "BadInput",
     "CloseAfterOutput",
     "Closed",
     "Drain",
     "Events",
+    "Fenced",
     "InboxMessage",
     "Nudge",
     "Opened",
@@ -79,7 +82,18 @@ class Nudge(NamedTuple):
     """Nothing happened, but run a pass (its end reports whether the store has settled)."""
 
 
-InboxMessage = Opened | Events | BadInput | Closed | StoreDone | Drain | Nudge
+class Adopted(NamedTuple):
+    """Stored jobs this server now owns (another server's, taken over; or its own after
+    joining the cluster again), in their original order (:mod:`trigear.server.cluster`)."""
+
+    jobs: list[StoredJob]
+
+
+class Fenced(NamedTuple):
+    """Another server took this one's jobs over: forget every stored job."""
+
+
+InboxMessage = Opened | Events | BadInput | Closed | StoreDone | Drain | Nudge | Adopted | Fenced
 
 
 class CloseAfterOutput(NamedTuple):

@@ -33,7 +33,7 @@ from ..protocol.packets import Error, JobCreated, Noop, Priority, WorkFail
 from .state import Func, JobRecord, JobState
 
 if TYPE_CHECKING:
-    from ..store.base import LoadResult
+    from ..store.base import LoadResult, StoredJob
     from .commits import Commits
     from .config import ServerConfig
     from .output import Output
@@ -76,6 +76,8 @@ class Scheduler:
         #: While draining (S21) no job is handed out, and only durable background
         #: submits are taken.
         self.draining = False
+        #: While paused (a cluster member whose lease ran out) no job is handed out.
+        self.paused = False
         self._handle_prefix = b"H:" + config.job_handle_prefix.encode() + b":"
         self._next_handle = first_handle
         self._stats = stats
@@ -229,19 +231,52 @@ class Scheduler:
         handles; new handles continue after the store's high-water mark (S17, S19)."""
         self._next_handle = max(self._next_handle, loaded.last_handle_number + 1)
         for sj in loaded.jobs:
-            func = self.function(sj.function)
-            job = JobRecord(sj.handle, func, sj.unique, sj.data, Priority(sj.priority), True)
-            job.when = sj.when
-            job.reducer = sj.reducer
-            job.attempts = sj.attempts
-            job.stored = True
-            job.state = _COMMITTING  # so enqueue_new counts it once
-            func.counts[job.priority] += 1
-            self.jobs[job.handle] = job
-            key = job.data if job.unique == b"-" else job.unique
-            if key and key not in func.uniques:
-                func.uniques[key] = job
-            self.enqueue_new(job, wall)
+            self._restore(sj, wall)
+
+    def adopt(self, jobs: list[StoredJob], wall: float) -> int:
+        """Take in stored jobs this server now owns, in their order, under their own
+        handles (another server's handles: they cannot collide with ours).  A job
+        already here is skipped.  Returns how many were new."""
+        taken = 0
+        for sj in jobs:
+            if sj.handle not in self.jobs:
+                self._restore(sj, wall)
+                taken += 1
+        return taken
+
+    def _restore(self, sj: StoredJob, wall: float) -> None:
+        func = self.function(sj.function)
+        job = JobRecord(sj.handle, func, sj.unique, sj.data, Priority(sj.priority), True)
+        job.when = sj.when
+        job.reducer = sj.reducer
+        job.attempts = sj.attempts
+        job.stored = True
+        job.state = _COMMITTING  # so enqueue_new counts it once
+        func.counts[job.priority] += 1
+        self.jobs[job.handle] = job
+        key = job.data if job.unique == b"-" else job.unique
+        if key and key not in func.uniques:
+            func.uniques[key] = job
+        self.enqueue_new(job, wall)
+
+    def drop_stored(self) -> int:
+        """Forget every stored job (another server owns them now), without touching the
+        store.  Jobs still being committed are left to their commit.  Foreground clients
+        attached to a dropped job get WORK_FAIL; a worker running one gets
+        JOB_NOT_FOUND for its result.  Returns how many were dropped."""
+        dropped = [j for j in self.jobs.values() if j.stored and j.state is not _COMMITTING]
+        for job in dropped:
+            job.stored = False
+            self.fail(job)
+        return len(dropped)
+
+    def set_paused(self, paused: bool) -> None:
+        """Stop or resume handing out jobs; resuming wakes the sleepers with work (S5)."""
+        self.paused = paused
+        if not paused:
+            for func in self.funcs.values():
+                if func.sleepers and (func.queues[0] or func.queues[1] or func.queues[2]):
+                    self.wake(func)
 
     # --- queueing ---------------------------------------------------------------------
 
@@ -291,7 +326,7 @@ class Scheduler:
         """Take the next job for ``peer`` off its queue (S3), or None."""
         funcs = peer.funcs
         n = len(funcs)
-        if n == 0 or self.draining:
+        if n == 0 or self.draining or self.paused:
             return None
         start = peer.rr % n
         queued = _QUEUED
@@ -308,7 +343,7 @@ class Scheduler:
 
     def has_job(self, peer: Peer) -> bool:
         """True when :meth:`next_job` would find a job for ``peer``."""
-        if self.draining:
+        if self.draining or self.paused:
             return False
         queued = _QUEUED
         for f in peer.funcs:

@@ -28,16 +28,20 @@ from typing import TYPE_CHECKING, Any, assert_type
 import trio
 
 from ..store.base import Store, StoreError
+from ..store.cluster import ClusterStore, FencedError
 from ..store.memory import MemoryStore
+from .cluster import ClusterLink
 from .commits import StoreBatch
 from .config import ServerConfig
 from .connection import Connection
 from .dispatcher import Dispatcher
 from .messages import (
+    Adopted,
     BadInput,
     Closed,
     Drain,
     Events,
+    Fenced,
     InboxMessage,
     Nudge,
     Opened,
@@ -88,6 +92,10 @@ class Server:
         )
         self._inbox_send, self._inbox = trio.open_memory_channel[InboxMessage](_INBOX_SIZE)
         self._store_send, self._store_recv = trio.open_memory_channel[StoreBatch](math.inf)
+        #: The cluster task, for a store shared with other servers (a named member).
+        self.cluster: ClusterLink | None = None
+        if isinstance(self.store, ClusterStore) and self.store.member is not None:
+            self.cluster = ClusterLink(self.store, self.dispatcher, self._inbox_send)
         self._conns: dict[int, Connection] = {}
         self._next_id = 0
         self._conn_nursery: trio.Nursery | None = None
@@ -136,7 +144,15 @@ class Server:
         lack of resources, after stopping as :meth:`shutdown` ``(graceful=False)`` does.
         """
         self.listeners = list(listeners)
+        if self.cluster is not None:
+            member = self.cluster.store.member
+            assert member is not None
+            if not member.address and self.listeners:
+                member.address = _address(self.listeners[0])
+        started = trio.current_time()
         loaded = await self.store.load()
+        if self.cluster is not None:
+            self.cluster.renew(started)
         self._wall0 = time.time() - trio.current_time()
         self._set_clock()
         self.dispatcher.replay(loaded)
@@ -147,6 +163,8 @@ class Server:
                 core.start_soon(self._dispatch_loop)
                 if self.store.durable:
                     core.start_soon(self._store_writer)
+                if self.cluster is not None:
+                    core.start_soon(self.cluster.run)
                 async with trio.open_nursery() as conns:
                     self._conn_nursery = conns
                     async with trio.open_nursery() as accepting:
@@ -249,8 +267,13 @@ class Server:
 
     def _set_clock(self) -> None:
         now = trio.current_time()
-        self.dispatcher.now = now
-        self.dispatcher.wall = self._wall0 + now
+        d = self.dispatcher
+        d.now = now
+        d.wall = self._wall0 + now
+        # A cluster member hands out jobs only while its lease runs (server/cluster.py).
+        paused = now >= d.lease_until
+        if paused is not d.scheduler.paused:
+            d.scheduler.set_paused(paused)
 
     def _deadline(self) -> float:
         t, e = self.dispatcher.next_deadline()
@@ -290,6 +313,12 @@ class Server:
             d.store_done(message.ok)
         elif isinstance(message, Drain):
             d.start_draining()
+        elif isinstance(message, Adopted):
+            taken = d.adopt(message.jobs)
+            log.info("took in %d adopted jobs", taken)
+        elif isinstance(message, Fenced):
+            dropped = d.fenced()
+            log.warning("fenced: dropped %d stored jobs", dropped)
         else:
             # A Nudge: the pass that follows is all it asks for.
             assert_type(message, Nudge)
@@ -353,6 +382,7 @@ class Server:
                 # logged): wait a little, doubling up to 0.5 s, before the next try.
                 await trio.sleep(delay)
             delay = min(max(delay * 2, 0.02), 0.5)
+            started = trio.current_time()
             try:
                 await self.store.commit(
                     list(batch.add.values()),
@@ -360,6 +390,13 @@ class Server:
                     list(batch.attempts.items()),
                     batch.last_handle_number,
                 )
+            except FencedError as exc:
+                # Another server owns our rows now: stop handing out jobs at once; the
+                # cluster task drops them and joins again (server/cluster.py).
+                assert self.cluster is not None
+                self.cluster.lose_lease()
+                log.error("store commit refused: %s", exc)
+                await self._inbox_send.send(StoreDone(False))
             except StoreError as exc:
                 log.error("store commit failed: %s", exc)
                 await self._inbox_send.send(StoreDone(False))
@@ -368,6 +405,8 @@ class Server:
                 await self._inbox_send.send(StoreDone(False))
             else:
                 delay = 0.0
+                if self.cluster is not None:
+                    self.cluster.renew(started)
                 await self._inbox_send.send(StoreDone(True))
 
     async def _settle_store(self) -> None:
@@ -389,6 +428,11 @@ class Server:
                 self.dispatcher.running_jobs,
                 self.config.shutdown_timeout,
             )
+
+
+def _address(listener: trio.SocketListener) -> str:
+    host, port = listener.socket.getsockname()[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 async def serve_gearman(

@@ -50,15 +50,22 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, *, name: str | None = None) -> Store:
     """Make the store a ``--store`` value names.  Raise :class:`ValueError` with a message
     fit for the user when the value is not one of :data:`STORE_FORMS` or cannot be used.
+
+    ``name`` makes the server a member of the store's cluster (several servers on one
+    store, :mod:`trigear.store.cluster`): only a PostgreSQL store can be shared.
 
     Opening touches nothing: the database is opened (and created) by :meth:`Store.load`.
     """
     text = url.strip()
     scheme, colon, rest = text.partition(":")
     scheme = scheme.lower()
+    if name is not None and not (colon and scheme in ("postgresql", "postgres")):
+        raise ValueError(
+            f"a server name (--name) needs a PostgreSQL store shared by the servers, not {url!r}"
+        )
     if text.lower() == "memory":
         return MemoryStore()
     if colon and scheme == "sqlite":
@@ -83,5 +90,5 @@ def open_store(url: str) -> Store:
             raise ValueError(f"{url}: {MISSING_PSYCOPG}")
         from .postgres import PostgresStore
 
-        return PostgresStore(f"{scheme}:{rest}")
+        return PostgresStore(f"{scheme}:{rest}", name=name)
     raise ValueError(f"unknown store {url!r}; expected {STORE_FORMS}")

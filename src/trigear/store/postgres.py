@@ -15,11 +15,16 @@ the batch is reported failed (it may still have been applied: at-least-once).
 
 A session-level advisory lock, keyed by schema and table names, is taken on every
 connect (waiting up to ``lock_wait`` seconds, for the backend of a server killed a moment
-ago to notice), so two servers cannot use the same tables at once.  Several servers may share a
-database with different table prefixes or schemas (``?options=-csearch_path%3Dname`` in
-the URL).
+ago to notice), so two unnamed servers cannot use the same tables at once.  Several
+servers may share a database with different table prefixes or schemas
+(``?options=-csearch_path%3Dname`` in the URL).  A server with a ``name`` is a member of
+the store's cluster instead: it takes that lock shared, and one for its name, owns the
+rows it creates and is fenced by an epoch (:mod:`trigear.store.cluster`).
 
-Schema (version 1), created if missing, table names prefixed ``trigear_`` by default::
+Schema (version 2), created if missing, table names prefixed ``trigear_`` by default.
+Version 1 had no ``owner`` and ``adopted`` columns and no servers table; a version 1
+store is migrated in place on the first connect (its rows belong to nobody until the
+first member takes them; an unnamed server works on every row)::
 
     CREATE TABLE trigear_jobs (
         handle     bytea PRIMARY KEY,     -- the key; uniques may repeat or be empty (S19)
@@ -30,10 +35,23 @@ Schema (version 1), created if missing, table names prefixed ``trigear_`` by def
         priority   smallint NOT NULL,     -- 0 high, 1 normal, 2 low
         run_at     bigint,                -- SUBMIT_JOB_EPOCH time, else NULL
         reducer    bytea,                 -- SUBMIT_REDUCE_JOB_BACKGROUND, else NULL
-        attempts   integer NOT NULL DEFAULT 0
+        attempts   integer NOT NULL DEFAULT 0,
+        owner      text NOT NULL DEFAULT '',      -- the member that holds the job
+        adopted    boolean NOT NULL DEFAULT false -- given to owner, not yet taken in
     );
+    CREATE INDEX trigear_jobs_adopted ON trigear_jobs (owner) WHERE adopted;
     CREATE TABLE trigear_meta (key text PRIMARY KEY, value bigint NOT NULL);
-    -- rows: schema_version = 1, last_handle_number = N
+    -- rows: schema_version = 2, last_handle_number = N (of the unnamed server)
+    CREATE TABLE trigear_servers (
+        name        text PRIMARY KEY,     -- --name: the host part of its handles
+        address     text NOT NULL,        -- host:port clients use
+        lock_key    bigint NOT NULL,      -- its name lock
+        epoch       bigint NOT NULL,      -- bumped on each start and by an adopter
+        up          boolean NOT NULL,     -- false once adopted
+        pid integer, host text, started timestamptz,
+        heartbeat   timestamptz NOT NULL,
+        last_handle bigint NOT NULL DEFAULT 0  -- its handle high-water mark
+    );
 """
 
 from __future__ import annotations
@@ -43,10 +61,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._thread import ThreadedStore
 from .base import LoadResult, StoreError
+from .cluster import FencedError, Membership, TickResult
 from .rows import SELECT_LIST, UPDATE_FROM_EXCLUDED, from_row, to_row
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     import psycopg
 
@@ -56,7 +75,7 @@ __all__ = ["MISSING_PSYCOPG", "PostgresStore"]
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MISSING_PSYCOPG = "the PostgreSQL store needs psycopg 3: pip install trigear[postgresql]"
 _PREFIX = re.compile(r"[a-z_][a-z0-9_]{0,40}\Z")
 
@@ -84,6 +103,7 @@ class PostgresStore(ThreadedStore):
         table_prefix: str = "trigear_",
         connect_timeout: int = 10,
         lock_wait: float = 5.0,
+        name: str | None = None,
     ) -> None:
         pg = _psycopg()
         if not _PREFIX.match(table_prefix):
@@ -99,13 +119,20 @@ class PostgresStore(ThreadedStore):
         self.lock_wait = lock_wait
         self.jobs_table = f"{table_prefix}jobs"
         self.meta_table = f"{table_prefix}meta"
+        self.servers_table = f"{table_prefix}servers"
+        #: Set for a member of the store's cluster (a server with ``--name``).
+        self.member: Membership | None = None
+        if name is not None:
+            if not name or len(name) > 40 or any(c in name for c in ":\0 "):
+                raise ValueError(f"a server name is 1-40 characters without ':': {name!r}")
+            self.member = Membership(name, f"{table_prefix}", self.servers_table, self.jobs_table)
         shown = " ".join(
             f"{k}={params[k]}" for k in ("host", "port", "dbname", "user") if params.get(k)
         )
         self.description = f"postgresql {shown or '(libpq defaults)'} table {self.jobs_table}"
         super().__init__(f"trigear-postgres:{self.jobs_table}")
         self._conn: psycopg.Connection[Any] | None = None
-        jobs, meta = self.jobs_table, self.meta_table
+        jobs, meta, servers = self.jobs_table, self.meta_table, self.servers_table
         self._sql_schema = [
             f"""CREATE TABLE IF NOT EXISTS {jobs} (
                 handle     bytea PRIMARY KEY,
@@ -119,6 +146,24 @@ class PostgresStore(ThreadedStore):
                 attempts   integer NOT NULL DEFAULT 0)""",
             f"CREATE TABLE IF NOT EXISTS {meta} (key text PRIMARY KEY, value bigint NOT NULL)",
         ]
+        # Version 1 -> 2: owners, adoption flags, the servers table.
+        self._sql_migrate = [
+            f"ALTER TABLE {jobs} ADD COLUMN IF NOT EXISTS owner text NOT NULL DEFAULT ''",
+            f"ALTER TABLE {jobs} ADD COLUMN IF NOT EXISTS adopted boolean NOT NULL DEFAULT false",
+            f"CREATE INDEX IF NOT EXISTS {jobs}_adopted ON {jobs} (owner) WHERE adopted",
+            f"""CREATE TABLE IF NOT EXISTS {servers} (
+                name        text PRIMARY KEY,
+                address     text NOT NULL,
+                lock_key    bigint NOT NULL,
+                epoch       bigint NOT NULL,
+                up          boolean NOT NULL,
+                pid         integer,
+                host        text,
+                started     timestamptz,
+                heartbeat   timestamptz NOT NULL,
+                last_handle bigint NOT NULL DEFAULT 0)""",
+            f"UPDATE {meta} SET value = 2 WHERE key = 'schema_version' AND value = 1",
+        ]
         # Adding a handle the store already holds replaces its fields and keeps its place.
         self._sql_insert = f"""
             INSERT INTO {jobs} ({SELECT_LIST}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
@@ -129,6 +174,16 @@ class PostgresStore(ThreadedStore):
             INSERT INTO {meta} (key, value) VALUES ('last_handle_number', %s)
             ON CONFLICT (key) DO UPDATE SET value = GREATEST({meta}.value, EXCLUDED.value)"""
         self._sql_load = f"SELECT {SELECT_LIST} FROM {jobs} ORDER BY seq"
+        # A member writes only its own rows: an adopter's rows are never overwritten.
+        self._sql_member_insert = f"""
+            INSERT INTO {jobs} ({SELECT_LIST}, owner)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+            ON CONFLICT (handle) DO UPDATE SET {UPDATE_FROM_EXCLUDED}
+            WHERE {jobs}.owner = excluded.owner"""
+        self._sql_member_attempts = (
+            f"UPDATE {jobs} SET attempts = %s WHERE handle = %s AND owner = %s"
+        )
+        self._sql_member_delete = f"DELETE FROM {jobs} WHERE handle = ANY(%s) AND owner = %s"
         self._sql_meta = f"SELECT value FROM {meta} WHERE key = %s"
 
     # -- on the database thread -----------------------------------------------------------
@@ -155,9 +210,12 @@ class PostgresStore(ThreadedStore):
                     "SELECT set_config('lock_timeout', %s, true)",
                     (f"{int(self.lock_wait * 1000)}ms",),
                 )
+                # Unnamed servers take the tables' lock exclusively, members shared: the
+                # two kinds never run on one table set.
+                shared = "_shared" if self.member is not None else ""
                 try:
                     cur.execute(
-                        "SELECT pg_advisory_lock(hashtextextended("
+                        f"SELECT pg_advisory_lock{shared}(hashtextextended("
                         "'trigear:' || current_schema() || '.' || %s, 0))",
                         (self.jobs_table,),
                     )
@@ -165,18 +223,32 @@ class PostgresStore(ThreadedStore):
                     raise StoreError(
                         f"{self.description}: another trigear server is using these tables"
                         " (advisory lock held); give each server its own table prefix or"
-                        " schema"
+                        " schema, or give every server a --name"
                     ) from exc
+                if self.member is not None:
+                    try:
+                        self.member.lock(cur, pg)
+                    except StoreError as exc:
+                        raise StoreError(f"{self.description}: {exc}") from exc
+                # One setup at a time: members start side by side on one table set.
+                cur.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended("
+                    "'trigear-setup:' || current_schema() || '.' || %s, 0))",
+                    (self.jobs_table,),
+                )
                 for statement in self._sql_schema:
                     cur.execute(statement)
                 meta = self.meta_table
                 cur.execute(
-                    f"INSERT INTO {meta} (key, value) VALUES ('schema_version', %s)"
+                    f"INSERT INTO {meta} (key, value) VALUES ('schema_version', 1)"
                     " ON CONFLICT (key) DO NOTHING",
-                    (SCHEMA_VERSION,),
                 )
                 cur.execute(self._sql_meta, ("schema_version",))
                 (version,) = cur.fetchone() or (None,)
+                if version == 1:
+                    for statement in self._sql_migrate:
+                        cur.execute(statement)
+                    version = SCHEMA_VERSION
                 if version != SCHEMA_VERSION:
                     raise StoreError(
                         f"{self.description}: schema version {version}, this trigear knows "
@@ -193,7 +265,7 @@ class PostgresStore(ThreadedStore):
         self._conn = conn
         return conn
 
-    def _fail(self, conn: psycopg.Connection[Any], exc: Exception) -> bool:
+    def _fail(self, conn: psycopg.Connection[Any], exc: Exception | None) -> bool:
         """Undo the failed transaction; drop the connection when it is unusable.  Return
         True when the connection was lost."""
         lost = conn.broken or conn.closed
@@ -210,15 +282,47 @@ class PostgresStore(ThreadedStore):
         conn = self._connect()
         try:
             with conn.cursor() as cur:
-                cur.execute(self._sql_load)
-                jobs = [from_row(row) for row in cur.fetchall()]
-                cur.execute(self._sql_meta, ("last_handle_number",))
-                row = cur.fetchone()
+                if self.member is not None:
+                    jobs, last = self.member.join(cur)
+                else:
+                    cur.execute(self._sql_load)
+                    jobs = [from_row(row) for row in cur.fetchall()]
+                    cur.execute(self._sql_meta, ("last_handle_number",))
+                    row = cur.fetchone()
+                    last = int(row[0]) if row else 0
             conn.commit()
         except Exception as exc:
             self._fail(conn, exc)
             raise StoreError(f"{self.description}: load failed: {_describe(exc)}") from exc
-        return LoadResult(jobs, int(row[0]) if row else 0)
+        return LoadResult(jobs, last)
+
+    def _write(
+        self,
+        cur: psycopg.Cursor[Any],
+        add: Sequence[StoredJob],
+        remove: Sequence[bytes],
+        attempts: Sequence[tuple[bytes, int]],
+        last_handle_number: int,
+    ) -> None:
+        member = self.member
+        if member is None:
+            if add:
+                cur.executemany(self._sql_insert, [to_row(j) for j in add])
+            if attempts:
+                cur.executemany(self._sql_attempts, [(n, bytes(h)) for h, n in attempts])
+            if remove:
+                cur.execute(self._sql_delete, ([bytes(h) for h in remove],))
+            cur.execute(self._sql_high_water, (last_handle_number,))
+            return
+        # Fenced first: the servers row lock orders this commit and any adoption.
+        member.fence(cur, last_handle_number)
+        me = member.name
+        if add:
+            cur.executemany(self._sql_member_insert, [(*to_row(j), me) for j in add])
+        if attempts:
+            cur.executemany(self._sql_member_attempts, [(n, bytes(h), me) for h, n in attempts])
+        if remove:
+            cur.execute(self._sql_member_delete, ([bytes(h) for h in remove], me))
 
     def _commit(
         self,
@@ -227,28 +331,49 @@ class PostgresStore(ThreadedStore):
         attempts: Sequence[tuple[bytes, int]],
         last_handle_number: int,
     ) -> None:
-        rows = [to_row(j) for j in add]
+        self._transaction(
+            lambda cur: self._write(cur, add, remove, attempts, last_handle_number), "commit"
+        )
+
+    def _tick(self, last_handle_number: int) -> TickResult:
+        member = self.member
+        assert member is not None
+        return self._transaction(lambda cur: member.tick(cur, last_handle_number), "tick")
+
+    def _transaction(self, body: Callable[[psycopg.Cursor[Any]], T], what: str) -> T:
+        """Run ``body`` in one transaction; retry once on a connection found dead before
+        COMMIT was sent."""
         for retry in (True, False):
             conn = self._connect()
             committing = False
             try:
                 with conn.cursor() as cur:
-                    if rows:
-                        cur.executemany(self._sql_insert, rows)
-                    if attempts:
-                        cur.executemany(self._sql_attempts, [(n, bytes(h)) for h, n in attempts])
-                    if remove:
-                        cur.execute(self._sql_delete, ([bytes(h) for h in remove],))
-                    cur.execute(self._sql_high_water, (last_handle_number,))
+                    result = body(cur)
                 committing = True
                 conn.commit()
-                return
+                return result
+            except FencedError:
+                self._fail(conn, None)
+                raise
             except Exception as exc:
                 lost = self._fail(conn, exc)
                 if lost and retry and not committing:
                     continue  # died before COMMIT was sent: nothing applied, try once more
                 unknown = " (connection lost during COMMIT: it may have been applied)"
                 raise StoreError(
-                    f"{self.description}: commit failed: {_describe(exc)}"
+                    f"{self.description}: {what} failed: {_describe(exc)}"
                     + (unknown if lost and committing else "")
                 ) from exc
+        raise AssertionError("unreachable")
+
+    # -- the cluster (members only) -----------------------------------------------------------
+
+    async def tick(self, last_handle_number: int) -> TickResult:
+        """Heartbeat, find dead members and adopt their rows; return the rows adopted for
+        this server.  Raise :class:`FencedError` if this server was taken over."""
+        return await self._run(lambda: self._tick(last_handle_number))
+
+    async def rejoin(self) -> LoadResult:
+        """After :class:`FencedError`: join again under a new epoch (loading the rows
+        this server still owns, if any)."""
+        return await self._run(self._load)

@@ -1,0 +1,278 @@
+"""Several servers on one PostgreSQL store: names, epochs, fencing, death and adoption.
+
+A server started with a name (``--name s1``) is a *member* of the store's cluster.  It
+owns the rows it creates (``owner`` on every job row) and works only on them; the other
+members work on theirs, on the same tables, at the same time.  What keeps them apart:
+
+* **One live server per name.**  A member holds a session-level advisory lock keyed by
+  its name (and the tables) for as long as its database session lives.  A second
+  server with the same name waits ``lock_wait`` seconds for it and then refuses to
+  start.  Members also hold the tables' lock *shared*, so an unnamed server (which takes
+  it exclusively, one server per table set) and members never run on one table set.
+* **Epochs.**  Each member has a row in the servers table (name, address clients use,
+  epoch, process, heartbeat, handle high-water mark).  Joining bumps the epoch and
+  remembers it.  Every transaction of the member starts with
+  ``UPDATE servers SET heartbeat = ... WHERE name = me AND epoch = mine``: zero rows
+  means another member took the name's rows over, and the transaction is rolled back
+  and raises :class:`FencedError`.  The row lock that UPDATE takes orders a commit and
+  an adoption: whichever comes second sees the other's work.  Removals and attempt
+  counts are also conditional on ``owner = me``.
+* **Death.**  Every member looks at the others about four times a second (:meth:`tick`).
+  A member whose name lock has been free for ``grace`` seconds, seen from the looker's
+  own live session, is dead.  A PostgreSQL restart drops every session at once: after
+  its own session (re)starts, a member gives the others ``reconnect_grace`` seconds to
+  reconnect before it believes any lock it sees free.  A frozen member (SIGSTOP, a
+  paused VM) keeps its session and its lock: when its heartbeat is ``stale`` seconds old
+  its backend is terminated, and it is dead at once (its looker ended it).
+* **Adoption.**  The first survivor to see a death takes the dead member's name lock for
+  one transaction (so a restart of the dead member waits for it), bumps its epoch
+  (fencing it), marks it down and gives each of its rows to a survivor: the one a
+  client's :class:`~trigear.client.placement.Placement` over every registered address
+  would fail over to for the row's unique (so a later submit with that unique reaches
+  the server now holding the job), rows without a unique by a hash of the handle.  The
+  rows are flagged ``adopted``; each survivor takes the rows flagged for it at its next
+  tick, in their original order, under their original handles.
+* **Leases.**  A member may hand jobs to workers only for ``lease`` seconds after its
+  last transaction that found its epoch intact (the server enforces it).  The lease is
+  shorter than ``grace``: by the time a survivor may adopt a member's rows, that
+  member has stopped handing them out, even if it is merely cut off or frozen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
+
+from .base import LoadResult, StoredJob, StoreError
+from .rows import SELECT_LIST, from_row
+
+if TYPE_CHECKING:
+    import psycopg
+
+__all__ = [
+    "GRACE",
+    "LEASE",
+    "RECONNECT_GRACE",
+    "STALE",
+    "Adoption",
+    "ClusterStore",
+    "FencedError",
+    "Member",
+    "Membership",
+    "TickResult",
+    "lock_key",
+]
+
+#: Seconds a member's name lock must stay free, seen from a live session, before it is
+#: dead.
+GRACE: Final = 1.5
+#: Seconds a member hands out jobs after its last transaction that found its epoch
+#: intact.  Below GRACE, with room for a slow tick.
+LEASE: Final = 1.0
+#: Seconds after a member's own session (re)started before it believes a lock it sees
+#: free: a PostgreSQL restart drops every session, and the others need time to return.
+RECONNECT_GRACE: Final = 5.0
+#: Seconds without a heartbeat before a member that still holds its lock is ended.
+STALE: Final = 10.0
+#: Seconds between two ticks.
+TICK: Final = 0.25
+
+
+class FencedError(StoreError):
+    """Another server took this server's rows over (its epoch moved): nothing of the
+    transaction was applied, and this server must forget the jobs it holds."""
+
+
+def lock_key(*parts: str) -> int:
+    """A signed 64-bit advisory lock key for ``parts`` (stable across processes)."""
+    digest = hashlib.blake2b("\0".join(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+@dataclass(slots=True, frozen=True)
+class Member:
+    """One row of the servers table, as a tick sees it."""
+
+    name: str
+    address: str
+    up: bool
+    epoch: int
+    #: Seconds since its last heartbeat, by the database's clock.
+    silence: float
+    #: The backend holding its name lock, or None when the lock is free.
+    holder: int | None
+
+
+@dataclass(slots=True)
+class Adoption:
+    """A dead member's rows, shared out by one survivor."""
+
+    victim: str
+    #: Rows per new owner.
+    shares: dict[str, int]
+    #: "lock" (its lock stayed free) or "stale" (frozen: its backend was ended).
+    cause: str
+
+
+@dataclass(slots=True)
+class TickResult:
+    """What one tick found: rows adopted for this member, adoptions it made."""
+
+    jobs: list[StoredJob] = field(default_factory=list)
+    adoptions: list[Adoption] = field(default_factory=list)
+    members: list[Member] = field(default_factory=list)
+
+
+@runtime_checkable
+class ClusterStore(Protocol):
+    """A store several servers share (the PostgreSQL store).  ``member`` is None for a
+    server without a name: then it is a store like any other."""
+
+    member: Membership | None
+
+    async def tick(self, last_handle_number: int) -> TickResult:
+        """Heartbeat, adopt the rows of dead members; the rows adopted for this server."""
+        ...
+
+    async def rejoin(self) -> LoadResult:
+        """Join again under a new epoch after :class:`FencedError`."""
+        ...
+
+
+class Membership:
+    """A member's cluster state and SQL.  Runs on the store's database thread only,
+    with the store's connection (its session holds the name lock)."""
+
+    def __init__(
+        self,
+        name: str,
+        tables: str,
+        servers_table: str,
+        jobs_table: str,
+        *,
+        grace: float = GRACE,
+        stale: float = STALE,
+        reconnect_grace: float = RECONNECT_GRACE,
+    ) -> None:
+        self.name = name
+        #: ``host:port`` clients use for this server; set before joining.
+        self.address = ""
+        self.epoch = 0
+        self.grace = grace
+        self.stale = stale
+        self.reconnect_grace = reconnect_grace
+        self._servers = servers_table
+        self._jobs = jobs_table
+        self._tables = tables
+        self.key = lock_key("trigear-member", tables, name)
+        #: monotonic time the current session started (0: none).
+        self.session_start = 0.0
+        #: name -> (session start, monotonic time its lock was first seen free).
+        self._free_since: dict[str, tuple[float, float]] = {}
+        self.sql_fence = (
+            f"UPDATE {servers_table} SET heartbeat = clock_timestamp(),"
+            " last_handle = GREATEST(last_handle, %s) WHERE name = %s AND epoch = %s"
+        )
+
+    # -- the session ----------------------------------------------------------------------
+
+    def lock(self, cur: psycopg.Cursor[Any], pg: Any) -> None:
+        """Take this name's session lock (the caller set ``lock_timeout``)."""
+        try:
+            cur.execute("SELECT pg_advisory_lock(%s)", (self.key,))
+        except pg.errors.LockNotAvailable as exc:
+            raise StoreError(
+                f"another trigear server named {self.name!r} is running on this store"
+                " (its name lock is held); give each server its own --name"
+            ) from exc
+        self.session_start = time.monotonic()
+
+    def join(self, cur: psycopg.Cursor[Any]) -> tuple[list[StoredJob], int]:
+        """Register (or come back): bump the epoch, take unowned rows, and return this
+        member's rows in their original order and its handle high-water mark."""
+        cur.execute(
+            f"""INSERT INTO {self._servers}
+                    (name, address, lock_key, epoch, up, pid, host, started, heartbeat,
+                     last_handle)
+                VALUES (%s, %s, %s, 1, true, %s, %s, clock_timestamp(), clock_timestamp(), 0)
+                ON CONFLICT (name) DO UPDATE SET epoch = {self._servers}.epoch + 1,
+                    up = true, address = EXCLUDED.address, pid = EXCLUDED.pid,
+                    host = EXCLUDED.host, started = EXCLUDED.started,
+                    heartbeat = EXCLUDED.heartbeat
+                RETURNING epoch, last_handle""",
+            (self.name, self.address, self.key, os.getpid(), socket.gethostname()),
+        )
+        row = cur.fetchone()
+        assert row is not None
+        epoch, last_handle = int(row[0]), int(row[1])
+        # Rows of an unnamed server (or of schema version 1) belong to nobody: the first
+        # member to start takes them.
+        cur.execute(
+            f"UPDATE {self._jobs} SET owner = %s, adopted = false WHERE owner = ''",
+            (self.name,),
+        )
+        cur.execute(
+            f"UPDATE {self._jobs} SET adopted = false WHERE owner = %s AND adopted",
+            (self.name,),
+        )
+        cur.execute(
+            f"SELECT {SELECT_LIST} FROM {self._jobs} WHERE owner = %s ORDER BY seq",
+            (self.name,),
+        )
+        jobs = [from_row(r) for r in cur.fetchall()]
+        self.epoch = epoch
+        return jobs, last_handle
+
+    def fence(self, cur: psycopg.Cursor[Any], last_handle: int) -> None:
+        """The first statement of every transaction: heartbeat, and check the epoch."""
+        cur.execute(self.sql_fence, (last_handle, self.name, self.epoch))
+        if cur.rowcount != 1:
+            raise FencedError(
+                f"server {self.name!r} was taken over (epoch {self.epoch} is no longer"
+                " current): its jobs now belong to other servers"
+            )
+
+    def leave(self, cur: psycopg.Cursor[Any]) -> None:
+        """A graceful stop: mark this member down (its rows stay its own)."""
+        cur.execute(
+            f"UPDATE {self._servers} SET up = false WHERE name = %s AND epoch = %s",
+            (self.name, self.epoch),
+        )
+
+    # -- looking at the others ------------------------------------------------------------
+
+    def members(self, cur: psycopg.Cursor[Any]) -> list[Member]:
+        cur.execute(
+            f"""SELECT s.name, s.address, s.up, s.epoch,
+                    extract(epoch FROM clock_timestamp() - s.heartbeat)::float8,
+                    l.pid
+                FROM {self._servers} s
+                LEFT JOIN pg_locks l ON l.locktype = 'advisory' AND l.granted
+                    AND l.mode = 'ExclusiveLock' AND l.objsubid = 1
+                    AND l.database = (SELECT oid FROM pg_database
+                                      WHERE datname = current_database())
+                    AND l.classid = ((s.lock_key >> 32) & 4294967295)::oid
+                    AND l.objid = (s.lock_key & 4294967295)::oid
+                ORDER BY s.name"""
+        )
+        return [
+            Member(str(r[0]), str(r[1]), bool(r[2]), int(r[3]), float(r[4]), r[5])
+            for r in cur.fetchall()
+        ]
+
+    def tick(self, cur: psycopg.Cursor[Any], last_handle: int) -> TickResult:
+        """Heartbeat, look for dead members, adopt, and take rows adopted for this one."""
+        self.fence(cur, last_handle)
+        result = TickResult(members=self.members(cur))
+        cur.execute(
+            f"""UPDATE {self._jobs} SET adopted = false WHERE owner = %s AND adopted
+                RETURNING seq, {SELECT_LIST}""",
+            (self.name,),
+        )
+        rows = sorted(cur.fetchall(), key=lambda r: int(r[0]))
+        result.jobs = [from_row(r[1:]) for r in rows]
+        return result
