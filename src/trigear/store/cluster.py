@@ -44,9 +44,11 @@ import hashlib
 import os
 import socket
 import time
+import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
+from ..client.placement import Placement, parse_address
 from .base import LoadResult, StoredJob, StoreError
 from .rows import SELECT_LIST, from_row
 
@@ -266,8 +268,31 @@ class Membership:
 
     def tick(self, cur: psycopg.Cursor[Any], last_handle: int) -> TickResult:
         """Heartbeat, look for dead members, adopt, and take rows adopted for this one."""
+        now = time.monotonic()
         self.fence(cur, last_handle)
         result = TickResult(members=self.members(cur))
+        settled = now - self.session_start >= self.reconnect_grace
+        for m in result.members:
+            if m.name == self.name or not m.up:
+                self._free_since.pop(m.name, None)
+                continue
+            cause = None
+            if m.holder is None:
+                seen = self._free_since.get(m.name)
+                if seen is None or seen[0] != self.session_start:
+                    self._free_since[m.name] = (self.session_start, now)
+                elif settled and now - seen[1] >= self.grace:
+                    cause = "lock"
+            else:
+                self._free_since.pop(m.name, None)
+                if m.silence >= self.stale:
+                    cur.execute("SELECT pg_terminate_backend(%s, 5000)", (m.holder,))
+                    cause = "stale"
+            if cause is not None:
+                adoption = self.adopt(cur, m, result.members, cause)
+                if adoption is not None:
+                    result.adoptions.append(adoption)
+                self._free_since.pop(m.name, None)
         cur.execute(
             f"""UPDATE {self._jobs} SET adopted = false WHERE owner = %s AND adopted
                 RETURNING seq, {SELECT_LIST}""",
@@ -276,3 +301,73 @@ class Membership:
         rows = sorted(cur.fetchall(), key=lambda r: int(r[0]))
         result.jobs = [from_row(r[1:]) for r in rows]
         return result
+
+    def adopt(
+        self, cur: psycopg.Cursor[Any], victim: Member, members: list[Member], cause: str
+    ) -> Adoption | None:
+        """Take ``victim``'s rows over and share them out; None if it came back or
+        another survivor was first."""
+        cur.execute("SELECT pg_try_advisory_xact_lock(%s)", (self._key_of(victim.name),))
+        row = cur.fetchone()
+        if row is None or not row[0]:
+            return None  # it holds its lock again: it came back
+        cur.execute(
+            f"UPDATE {self._servers} SET epoch = epoch + 1, up = false"
+            " WHERE name = %s AND up AND epoch = %s",
+            (victim.name, victim.epoch),
+        )
+        if cur.rowcount != 1:
+            return None  # another survivor adopted it, or it restarted meanwhile
+        heirs = [m for m in members if m.up and m.name != victim.name]
+        if not heirs:
+            heirs = [m for m in members if m.name == self.name]
+        cur.execute(
+            f"""SELECT handle, unique_key,
+                    CASE WHEN unique_key = '\\x2d'::bytea THEN data ELSE ''::bytea END
+                FROM {self._jobs} WHERE owner = %s""",
+            (victim.name,),
+        )
+        handles: list[bytes] = []
+        owners: list[str] = []
+        share = Share(members, heirs)
+        for handle, unique, data in cur.fetchall():
+            handles.append(bytes(handle))
+            owners.append(share.owner(bytes(handle), bytes(unique), bytes(data)))
+        if handles:
+            cur.execute(
+                f"""UPDATE {self._jobs} j SET owner = v.owner, adopted = true
+                    FROM unnest(%s::bytea[], %s::text[]) AS v(handle, owner)
+                    WHERE j.handle = v.handle AND j.owner = %s""",
+                (handles, owners, victim.name),
+            )
+        shares: dict[str, int] = {}
+        for owner in owners:
+            shares[owner] = shares.get(owner, 0) + 1
+        return Adoption(victim.name, shares, cause)
+
+    def _key_of(self, name: str) -> int:
+        return lock_key("trigear-member", self._tables, name)
+
+
+class Share:
+    """Which survivor adopts a row: the server a client would fail over to."""
+
+    def __init__(self, members: list[Member], heirs: list[Member]) -> None:
+        by_address: dict[Any, str] = {}
+        for m in members:
+            try:
+                by_address[parse_address(m.address)] = m.name
+            except ValueError:
+                continue
+        self._placement = Placement(list(by_address)) if by_address else None
+        self._by_address = by_address
+        self._heirs = sorted(m.name for m in heirs)
+        self._heir_set = set(self._heirs)
+
+    def owner(self, handle: bytes, unique: bytes, data: bytes) -> str:
+        if unique and self._placement is not None:
+            for address in self._placement.order(unique, data):
+                name = self._by_address[address]
+                if name in self._heir_set:
+                    return name
+        return self._heirs[zlib.crc32(handle) % len(self._heirs)]
