@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import nox
 
 nox.options.sessions = ["tests", "lint", "typecheck", "docs", "interop"]
@@ -25,6 +27,23 @@ def interop(session: nox.Session) -> None:
     and PHP, Perl and Node clients and workers (npm deps: tests/interop/peers/node)."""
     session.install("-e", ".[test]")
     session.run("pytest", "-m", "interop", *session.posargs)
+
+
+@nox.session(python=PY)
+def chaos(session: nox.Session) -> None:
+    """The full chaos acceptance run of servers sharing a store (docs/cluster.md): three
+    servers on a throwaway PostgreSQL cluster under 30 kill -9s, a 15 s SIGSTOP and a
+    PostgreSQL crash, every criterion checked and the figures printed.  The `tests`
+    session runs the same test with 8 kills."""
+    session.install("-e", ".[test]")
+    kills = os.environ.get("TRIGEAR_CHAOS_KILLS", "30")
+    session.run(
+        "pytest",
+        "-s",
+        "tests/cluster/test_chaos.py",
+        *session.posargs,
+        env={"TRIGEAR_CHAOS_KILLS": kills},
+    )
 
 
 @nox.session(python=PY)
