@@ -161,10 +161,14 @@ def test_chaos(pg_cluster: Cluster, tmp_path: Path) -> None:
                 victim.wait_listening()
                 time.sleep(rng.uniform(1.5, 3))
             phases["kill rounds"] = (t_kills, time.time())
-            time.sleep(2)
+            time.sleep(5)
 
-            # 2. A freeze longer than the stale limit.
-            frozen_name = rng.choice(NAMES)
+            # 2. A freeze longer than the stale limit, of the server up the longest (the
+            # clients avoid a server that failed lately for a while: it may hold no job).
+            last_down = {
+                n: max((d.end for d in disruptions if d.server == n), default=0.0) for n in NAMES
+            }
+            frozen_name = min(NAMES, key=lambda n: last_down[n])
             frozen = servers[frozen_name]
             t = time.time()
             frozen.signal(signal.SIGSTOP)

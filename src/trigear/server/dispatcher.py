@@ -49,6 +49,7 @@ from ..protocol.packets import (
     JobAssign,
     JobAssignAll,
     JobAssignUniq,
+    JobCreated,
     NoJob,
     OptionReq,
     OptionRes,
@@ -397,17 +398,38 @@ class Dispatcher:
         """The next batch for the store writer, if one is due and none is in flight."""
         return self._commits.take(self.scheduler.last_handle_number)
 
-    def store_done(self, ok: bool) -> None:
+    def store_done(self, ok: bool, joined: dict[bytes, bytes] | None = None) -> None:
         """The in-flight batch was committed (``ok``) or failed and applied not at all:
-        run its jobs or refuse them, and send the replies that waited for it."""
+        run its jobs or refuse them, and send the replies that waited for it.
+
+        ``joined``: jobs of the batch the store did not keep because a live job of
+        another server sharing it has their unique, {handle: that job's handle}.  Their
+        background submits get that handle (cluster-wide coalescing, S2); the local job
+        ends (a foreground client attached to it gets WORK_FAIL)."""
         replies = self._commits.done(ok)
         if replies is None:
             return
+        if joined:
+            self._joined(replies, joined)
         if ok:
             self.stats.store_commits += 1
         else:
             self.stats.store_failures += 1
         self._settle(replies, ok)
+
+    def _joined(self, replies: list[PendingReply], joined: dict[bytes, bytes]) -> None:
+        for reply in replies:
+            other = joined.get(reply.job.handle)
+            if other is not None:
+                self.stats.jobs_coalesced += 1
+                reply.reply = encode_response(JobCreated(other))
+        for handle in joined:
+            job = self.jobs.get(handle)
+            if job is not None:
+                job.stored = False
+                if job.state is JobState.COMMITTING:
+                    # A foreground client that joined it gets WORK_FAIL.
+                    self.scheduler.fail(job)
 
     def _settle(self, replies: list[PendingReply], ok: bool) -> None:
         sched = self.scheduler

@@ -69,9 +69,12 @@ class Closed(NamedTuple):
 
 
 class StoreDone(NamedTuple):
-    """The store writer committed the batch in flight (``ok``), or failed to."""
+    """The store writer committed the batch in flight (``ok``), or failed to.
+    ``joined``: adds not stored because a live job on another server sharing the store
+    has their unique, {handle: that job's handle}."""
 
     ok: bool
+    joined: dict[bytes, bytes] | None = None
 
 
 class Drain(NamedTuple):

@@ -310,7 +310,7 @@ class Server:
         elif isinstance(message, Closed):
             d.disconnect(message.peer)
         elif isinstance(message, StoreDone):
-            d.store_done(message.ok)
+            d.store_done(message.ok, message.joined)
         elif isinstance(message, Drain):
             d.start_draining()
         elif isinstance(message, Adopted):
@@ -383,13 +383,22 @@ class Server:
                 await trio.sleep(delay)
             delay = min(max(delay * 2, 0.02), 0.5)
             started = trio.current_time()
+            joined: dict[bytes, bytes] | None = None
             try:
-                await self.store.commit(
-                    list(batch.add.values()),
-                    batch.remove,
-                    list(batch.attempts.items()),
-                    batch.last_handle_number,
-                )
+                if isinstance(self.store, ClusterStore):
+                    joined = await self.store.commit_joining(
+                        list(batch.add.values()),
+                        batch.remove,
+                        list(batch.attempts.items()),
+                        batch.last_handle_number,
+                    )
+                else:
+                    await self.store.commit(
+                        list(batch.add.values()),
+                        batch.remove,
+                        list(batch.attempts.items()),
+                        batch.last_handle_number,
+                    )
             except FencedError as exc:
                 # Another server owns our rows now: stop handing out jobs at once; the
                 # cluster task drops them and joins again (server/cluster.py).
@@ -407,7 +416,7 @@ class Server:
                 delay = 0.0
                 if self.cluster is not None:
                     self.cluster.renew(started)
-                await self._inbox_send.send(StoreDone(True))
+                await self._inbox_send.send(StoreDone(True, joined or None))
 
     async def _settle_store(self) -> None:
         """Wait until every store change so far is committed (or failed)."""

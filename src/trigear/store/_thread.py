@@ -134,7 +134,7 @@ class ThreadedStore:
         remove: Sequence[bytes],
         attempts: Sequence[tuple[bytes, int]],
         last_handle_number: int,
-    ) -> None:
+    ) -> object:
         raise NotImplementedError
 
     def _close_connection(self) -> None:

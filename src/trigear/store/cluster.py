@@ -53,6 +53,8 @@ from .base import LoadResult, StoredJob, StoreError
 from .rows import SELECT_LIST, from_row
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import psycopg
 
 __all__ = [
@@ -136,6 +138,17 @@ class ClusterStore(Protocol):
 
     member: Membership | None
 
+    async def commit_joining(
+        self,
+        add: Sequence[StoredJob],
+        remove: Sequence[bytes],
+        attempts: Sequence[tuple[bytes, int]],
+        last_handle_number: int,
+    ) -> dict[bytes, bytes]:
+        """``Store.commit``; returns the adds not stored because a live job (of any
+        server) has their function and unique: {handle: that job's handle}."""
+        ...
+
     async def tick(self, last_handle_number: int) -> TickResult:
         """Heartbeat, adopt the rows of dead members; the rows adopted for this server."""
         ...
@@ -193,7 +206,7 @@ class Membership:
             ) from exc
         self.session_start = time.monotonic()
 
-    def join(self, cur: psycopg.Cursor[Any]) -> tuple[list[StoredJob], int]:
+    def join(self, cur: psycopg.Cursor[Any], pg: Any) -> tuple[list[StoredJob], int]:
         """Register (or come back): bump the epoch, take unowned rows, and return this
         member's rows in their original order and its handle high-water mark."""
         cur.execute(
@@ -213,10 +226,16 @@ class Membership:
         epoch, last_handle = int(row[0]), int(row[1])
         # Rows of an unnamed server (or of schema version 1) belong to nobody: the first
         # member to start takes them.
-        cur.execute(
-            f"UPDATE {self._jobs} SET owner = %s, adopted = false WHERE owner = ''",
-            (self.name,),
-        )
+        try:
+            cur.execute(
+                f"UPDATE {self._jobs} SET owner = %s, adopted = false WHERE owner = ''",
+                (self.name,),
+            )
+        except pg.errors.UniqueViolation as exc:
+            raise StoreError(
+                "rows of an unnamed server hold one unique twice, which servers sharing a"
+                " store cannot: run them with an unnamed server first"
+            ) from exc
         cur.execute(
             f"UPDATE {self._jobs} SET adopted = false WHERE owner = %s AND adopted",
             (self.name,),

@@ -40,6 +40,8 @@ first member takes them; an unnamed server works on every row)::
         adopted    boolean NOT NULL DEFAULT false -- given to owner, not yet taken in
     );
     CREATE INDEX trigear_jobs_adopted ON trigear_jobs (owner) WHERE adopted;
+    CREATE UNIQUE INDEX trigear_jobs_live_unique ON trigear_jobs (function, unique_key)
+        WHERE unique_key NOT IN ('', '-') AND owner <> '';  -- members: one job per unique
     CREATE TABLE trigear_meta (key text PRIMARY KEY, value bigint NOT NULL);
     -- rows: schema_version = 2, last_handle_number = N (of the unnamed server)
     CREATE TABLE trigear_servers (
@@ -151,6 +153,11 @@ class PostgresStore(ThreadedStore):
             f"ALTER TABLE {jobs} ADD COLUMN IF NOT EXISTS owner text NOT NULL DEFAULT ''",
             f"ALTER TABLE {jobs} ADD COLUMN IF NOT EXISTS adopted boolean NOT NULL DEFAULT false",
             f"CREATE INDEX IF NOT EXISTS {jobs}_adopted ON {jobs} (owner) WHERE adopted",
+            # One live background job per (function, unique) across every server: a
+            # submit whose unique lives on another server joins that job.
+            f"""CREATE UNIQUE INDEX IF NOT EXISTS {jobs}_live_unique
+                ON {jobs} (function, unique_key)
+                WHERE unique_key NOT IN ('', '-') AND owner <> ''""",
             f"""CREATE TABLE IF NOT EXISTS {servers} (
                 name        text PRIMARY KEY,
                 address     text NOT NULL,
@@ -184,6 +191,15 @@ class PostgresStore(ThreadedStore):
             f"UPDATE {jobs} SET attempts = %s WHERE handle = %s AND owner = %s"
         )
         self._sql_member_delete = f"DELETE FROM {jobs} WHERE handle = ANY(%s) AND owner = %s"
+        # A job with a unique: stored unless a live job has that unique already (then
+        # the submit joins it; see _write_keyed).
+        self._sql_keyed_insert = f"""
+            INSERT INTO {jobs} ({SELECT_LIST}, owner)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+            ON CONFLICT DO NOTHING RETURNING handle"""
+        self._sql_holder = (
+            f"SELECT handle FROM {jobs} WHERE function = %s AND unique_key = %s AND owner <> ''"
+        )
         self._sql_meta = f"SELECT value FROM {meta} WHERE key = %s"
 
     # -- on the database thread -----------------------------------------------------------
@@ -283,7 +299,7 @@ class PostgresStore(ThreadedStore):
         try:
             with conn.cursor() as cur:
                 if self.member is not None:
-                    jobs, last = self.member.join(cur)
+                    jobs, last = self.member.join(cur, _psycopg())
                 else:
                     cur.execute(self._sql_load)
                     jobs = [from_row(row) for row in cur.fetchall()]
@@ -303,26 +319,75 @@ class PostgresStore(ThreadedStore):
         remove: Sequence[bytes],
         attempts: Sequence[tuple[bytes, int]],
         last_handle_number: int,
-    ) -> None:
+    ) -> dict[bytes, bytes]:
+        """One batch; returns the adds that joined a live job with their unique on
+        another handle (not stored), as {handle: the live job's handle}."""
         member = self.member
-        if member is None:
-            if add:
-                cur.executemany(self._sql_insert, [to_row(j) for j in add])
-            if attempts:
-                cur.executemany(self._sql_attempts, [(n, bytes(h)) for h, n in attempts])
-            if remove:
-                cur.execute(self._sql_delete, ([bytes(h) for h in remove],))
-            cur.execute(self._sql_high_water, (last_handle_number,))
-            return
-        # Fenced first: the servers row lock orders this commit and any adoption.
-        member.fence(cur, last_handle_number)
-        me = member.name
-        if add:
-            cur.executemany(self._sql_member_insert, [(*to_row(j), me) for j in add])
+        if member is not None:
+            # Fenced first: the servers row lock orders this commit and any adoption.
+            member.fence(cur, last_handle_number)
+        me = "" if member is None else member.name
+        # Removals go first, so that a job ended in this batch frees its unique for a
+        # job added in it; a handle both added and removed is removed last (Store).
+        added = {bytes(j.handle) for j in add}
+        early = [bytes(h) for h in remove if bytes(h) not in added]
+        late = [bytes(h) for h in remove if bytes(h) in added]
+        self._delete(cur, early, member is not None)
+        # In the given order (it is the order load gives back): runs of jobs without a
+        # unique in one executemany, a member's job with one on its own (it may join).
+        joined: dict[bytes, bytes] = {}
+        run: list[StoredJob] = []
+        for j in add:
+            if member is None or j.unique in (b"", b"-"):
+                run.append(j)
+                continue
+            self._insert_plain(cur, run, me)
+            run = []
+            self._insert_keyed(cur, j, me, joined)
+        self._insert_plain(cur, run, me)
         if attempts:
-            cur.executemany(self._sql_member_attempts, [(n, bytes(h), me) for h, n in attempts])
-        if remove:
-            cur.execute(self._sql_member_delete, ([bytes(h) for h in remove], me))
+            if member is None:
+                cur.executemany(self._sql_attempts, [(n, bytes(h)) for h, n in attempts])
+            else:
+                rows = [(n, bytes(h), me) for h, n in attempts]
+                cur.executemany(self._sql_member_attempts, rows)
+        self._delete(cur, late, member is not None)
+        if member is None:
+            cur.execute(self._sql_high_water, (last_handle_number,))
+        return joined
+
+    def _delete(self, cur: psycopg.Cursor[Any], handles: list[bytes], owned: bool) -> None:
+        if handles and owned:
+            assert self.member is not None
+            cur.execute(self._sql_member_delete, (handles, self.member.name))
+        elif handles:
+            cur.execute(self._sql_delete, (handles,))
+
+    def _insert_plain(self, cur: psycopg.Cursor[Any], jobs: list[StoredJob], me: str) -> None:
+        if not jobs:
+            return
+        if self.member is None:
+            cur.executemany(self._sql_insert, [to_row(j) for j in jobs])
+        else:
+            cur.executemany(self._sql_member_insert, [(*to_row(j), me) for j in jobs])
+
+    def _insert_keyed(
+        self, cur: psycopg.Cursor[Any], job: StoredJob, me: str, joined: dict[bytes, bytes]
+    ) -> None:
+        """Store a member's job with a unique, unless a live job of any member has it
+        already: then record {its handle: the live job's handle} in ``joined``.  (An
+        unnamed server keys by handle only: the same unique may be stored twice, S19.)"""
+        row = to_row(job)
+        cur.execute(self._sql_keyed_insert, (*row, me))
+        if cur.fetchone() is not None:
+            return
+        cur.execute(self._sql_holder, (row[1], row[2]))
+        holder = cur.fetchone()
+        if holder is not None and bytes(holder[0]) != row[0]:
+            joined[row[0]] = bytes(holder[0])
+        else:
+            # The conflict was on the handle itself: rewrite that row, as any add.
+            cur.execute(self._sql_member_insert, (*row, me))
 
     def _commit(
         self,
@@ -330,8 +395,8 @@ class PostgresStore(ThreadedStore):
         remove: Sequence[bytes],
         attempts: Sequence[tuple[bytes, int]],
         last_handle_number: int,
-    ) -> None:
-        self._transaction(
+    ) -> dict[bytes, bytes]:
+        return self._transaction(
             lambda cur: self._write(cur, add, remove, attempts, last_handle_number), "commit"
         )
 
@@ -367,6 +432,17 @@ class PostgresStore(ThreadedStore):
         raise AssertionError("unreachable")
 
     # -- the cluster (members only) -----------------------------------------------------------
+
+    async def commit_joining(
+        self,
+        add: Sequence[StoredJob],
+        remove: Sequence[bytes],
+        attempts: Sequence[tuple[bytes, int]],
+        last_handle_number: int,
+    ) -> dict[bytes, bytes]:
+        """:meth:`commit`, and the adds that were not stored because a live job of any
+        server sharing the store has their (function, unique): {handle: its handle}."""
+        return await self._run(lambda: self._commit(add, remove, attempts, last_handle_number))
 
     async def tick(self, last_handle_number: int) -> TickResult:
         """Heartbeat, find dead members and adopt their rows; return the rows adopted for
