@@ -128,7 +128,8 @@ def analyse(
         elif parts[0] == "ERR":
             payload, t0, t1 = parts[1], float(parts[2]), float(parts[3])
             sent_at[payload] = (t0, t1)
-            phase = next((p for p, (a, b) in phases.items() if a <= t0 <= b), "other")
+            # The phase the error came in (an error comes with the answer).
+            phase = next((p for p, (a, b) in phases.items() if a <= t1 <= b), "other")
             report.errors.append((phase, t0, parts[4].strip() if len(parts) > 4 else ""))
     report.acked = len(acked)
 

@@ -49,7 +49,7 @@ def expected_owner(j: StoredJob, alive: list[str]) -> str:
     return sorted(alive)[zlib.crc32(j.handle) % len(alive)]
 
 
-async def tick_until(store: PostgresStore, done: object, seconds: float = 10) -> TickResult:
+async def tick_until(store: PostgresStore, seconds: float = 10) -> TickResult:
     with trio.fail_after(seconds):
         while True:
             result = await store.tick(0)
@@ -71,8 +71,7 @@ async def test_a_dead_member_is_adopted_by_placement(pg_url: str) -> None:
         # b sees the lock free, then free again after the grace: dead.
         first = await stores["b"].tick(1)
         assert first.adoptions == []
-        await trio.sleep(0.4)
-        result = await stores["b"].tick(1)
+        result = await tick_until(stores["b"])
         (adoption,) = result.adoptions
         assert adoption.victim == "a"
         assert adoption.cause == "lock"
@@ -197,3 +196,45 @@ async def test_a_postgresql_restart_takes_nothing_over(pg_cluster: Cluster) -> N
     finally:
         for s in stores:
             await s.aclose()
+
+
+async def test_a_member_that_just_reconnected_is_not_stale(pg_url: str) -> None:
+    """Silence counts from the later of the heartbeat and the start of the session that
+    holds the lock: a member back from a long database outage has not heartbeaten yet."""
+    a = member(pg_url, "a", ADDRESSES["a"])
+    b = member(pg_url, "b", ADDRESSES["b"], grace=5.0, stale=0.6, reconnect_grace=0.0)
+    try:
+        await a.load()
+        await b.load()
+
+        await trio.sleep(0.8)
+        await a._run(a._close_connection)  # its session ends...
+        await a._run(a._connect)  # ...and a new one takes the lock, no heartbeat yet
+        query(pg_url, "UPDATE trigear_servers SET heartbeat = now() - interval '1 hour'")
+        assert (await b.tick(0)).adoptions == []
+        await trio.sleep(0.7)  # now it has been silent too long on its new session too
+        assert [x.cause for x in (await b.tick(0)).adoptions] == ["stale"]
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_a_draining_member_adopts_nothing(pg_url: str) -> None:
+    a = member(pg_url, "a", ADDRESSES["a"])
+    b = member(pg_url, "b", ADDRESSES["b"], **FAST)
+    assert b.member is not None
+    try:
+        await a.load()
+        await b.load()
+        await a.commit([job("a", 1)], [], [], 1)
+        await a.aclose()
+        b.member.adopting = False
+        for _ in range(3):
+            assert (await b.tick(0)).adoptions == []
+            await trio.sleep(0.2)
+        b.member.adopting = True
+        await b.tick(0)
+        await trio.sleep(0.4)
+        assert [x.victim for x in (await b.tick(0)).adoptions] == ["a"]
+    finally:
+        await b.aclose()

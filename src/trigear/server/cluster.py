@@ -80,7 +80,11 @@ class ClusterLink:
         self.dispatcher.lease_until = -math.inf
 
     async def run(self) -> None:
+        member = self.store.member
+        assert member is not None
         while True:
+            # A draining server hands out no job: it must not take any over.
+            member.adopting = not self.dispatcher.scheduler.draining
             started = trio.current_time()
             try:
                 result = await self.store.tick(self.dispatcher.scheduler.last_handle_number)

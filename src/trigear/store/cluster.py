@@ -105,7 +105,9 @@ class Member:
     address: str
     up: bool
     epoch: int
-    #: Seconds since its last heartbeat, by the database's clock.
+    #: Seconds since its last heartbeat, or since the session holding its lock began if
+    #: that is later (a member that just reconnected has not heartbeaten yet), by the
+    #: database's clock.
     silence: float
     #: The backend holding its name lock, or None when the lock is free.
     holder: int | None
@@ -186,6 +188,8 @@ class Membership:
         self.key = lock_key("trigear-member", tables, name)
         #: monotonic time the current session started (0: none).
         self.session_start = 0.0
+        #: False while this server drains for a graceful stop: it adopts nothing.
+        self.adopting = True
         #: name -> (session start, monotonic time its lock was first seen free).
         self._free_since: dict[str, tuple[float, float]] = {}
         self.sql_fence = (
@@ -269,7 +273,8 @@ class Membership:
     def members(self, cur: psycopg.Cursor[Any]) -> list[Member]:
         cur.execute(
             f"""SELECT s.name, s.address, s.up, s.epoch,
-                    extract(epoch FROM clock_timestamp() - s.heartbeat)::float8,
+                    extract(epoch FROM clock_timestamp()
+                            - GREATEST(s.heartbeat, a.backend_start))::float8,
                     l.pid
                 FROM {self._servers} s
                 LEFT JOIN pg_locks l ON l.locktype = 'advisory' AND l.granted
@@ -278,6 +283,7 @@ class Membership:
                                       WHERE datname = current_database())
                     AND l.classid = ((s.lock_key >> 32) & 4294967295)::oid
                     AND l.objid = (s.lock_key & 4294967295)::oid
+                LEFT JOIN pg_stat_activity a ON a.pid = l.pid
                 ORDER BY s.name"""
         )
         return [
@@ -292,7 +298,7 @@ class Membership:
         result = TickResult(members=self.members(cur))
         settled = now - self.session_start >= self.reconnect_grace
         for m in result.members:
-            if m.name == self.name or not m.up:
+            if m.name == self.name or not m.up or not self.adopting:
                 self._free_since.pop(m.name, None)
                 continue
             cause = None
@@ -304,7 +310,7 @@ class Membership:
                     cause = "lock"
             else:
                 self._free_since.pop(m.name, None)
-                if m.silence >= self.stale:
+                if settled and m.silence >= self.stale:
                     cur.execute("SELECT pg_terminate_backend(%s, 5000)", (m.holder,))
                     cause = "stale"
             if cause is not None:

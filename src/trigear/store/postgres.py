@@ -132,6 +132,8 @@ class PostgresStore(ThreadedStore):
             f"{k}={params[k]}" for k in ("host", "port", "dbname", "user") if params.get(k)
         )
         self.description = f"postgresql {shown or '(libpq defaults)'} table {self.jobs_table}"
+        if name is not None:
+            self.description += f", server name {name}"
         super().__init__(f"trigear-postgres:{self.jobs_table}")
         self._conn: psycopg.Connection[Any] | None = None
         jobs, meta, servers = self.jobs_table, self.meta_table, self.servers_table
