@@ -15,7 +15,7 @@ TRIGEAR = [sys.executable, "-m", "trigear"]
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*TRIGEAR, *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run([*TRIGEAR, *args], capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.parametrize(
@@ -52,7 +52,7 @@ def test_a_second_server_with_a_taken_name_does_not_start(pg_url: str) -> None:
         text=True,
     )
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         while True:
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.5).close()

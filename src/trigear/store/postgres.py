@@ -193,8 +193,8 @@ class PostgresStore(ThreadedStore):
             f"UPDATE {jobs} SET attempts = %s WHERE handle = %s AND owner = %s"
         )
         self._sql_member_delete = f"DELETE FROM {jobs} WHERE handle = ANY(%s) AND owner = %s"
-        # A job with a unique: stored unless a live job has that unique already (then
-        # the submit joins it; see _write_keyed).
+        # A member's job: stored unless its handle, or a live job with its unique, is
+        # there already (then the submit joins that job; see _insert_owned).
         self._sql_keyed_insert = f"""
             INSERT INTO {jobs} ({SELECT_LIST}, owner)
             VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
@@ -335,18 +335,13 @@ class PostgresStore(ThreadedStore):
         early = [bytes(h) for h in remove if bytes(h) not in added]
         late = [bytes(h) for h in remove if bytes(h) in added]
         self._delete(cur, early, member is not None)
-        # In the given order (it is the order load gives back): runs of jobs without a
-        # unique in one executemany, a member's job with one on its own (it may join).
+        # In the given order (it is the order load gives back).
         joined: dict[bytes, bytes] = {}
-        run: list[StoredJob] = []
-        for j in add:
-            if member is None or j.unique in (b"", b"-"):
-                run.append(j)
-                continue
-            self._insert_plain(cur, run, me)
-            run = []
-            self._insert_keyed(cur, j, me, joined)
-        self._insert_plain(cur, run, me)
+        if member is None:
+            if add:
+                cur.executemany(self._sql_insert, [to_row(j) for j in add])
+        else:
+            self._insert_owned(cur, add, me, joined)
         if attempts:
             if member is None:
                 cur.executemany(self._sql_attempts, [(n, bytes(h)) for h, n in attempts])
@@ -365,31 +360,40 @@ class PostgresStore(ThreadedStore):
         elif handles:
             cur.execute(self._sql_delete, (handles,))
 
-    def _insert_plain(self, cur: psycopg.Cursor[Any], jobs: list[StoredJob], me: str) -> None:
+    def _insert_owned(
+        self,
+        cur: psycopg.Cursor[Any],
+        jobs: Sequence[StoredJob],
+        me: str,
+        joined: dict[bytes, bytes],
+    ) -> None:
+        """A member's adds, in one pipelined statement: each row is stored unless its
+        handle or its (function, unique) is taken.  A row whose unique is live on another
+        handle (of any member) joins that job: {its handle: that handle} in ``joined``.
+        A row whose own handle exists is rewritten, as any add.  (An unnamed server keys
+        by handle only: the same unique may be stored twice, S19.)"""
         if not jobs:
             return
-        if self.member is None:
-            cur.executemany(self._sql_insert, [to_row(j) for j in jobs])
-        else:
-            cur.executemany(self._sql_member_insert, [(*to_row(j), me) for j in jobs])
-
-    def _insert_keyed(
-        self, cur: psycopg.Cursor[Any], job: StoredJob, me: str, joined: dict[bytes, bytes]
-    ) -> None:
-        """Store a member's job with a unique, unless a live job of any member has it
-        already: then record {its handle: the live job's handle} in ``joined``.  (An
-        unnamed server keys by handle only: the same unique may be stored twice, S19.)"""
-        row = to_row(job)
-        cur.execute(self._sql_keyed_insert, (*row, me))
-        if cur.fetchone() is not None:
-            return
-        cur.execute(self._sql_holder, (row[1], row[2]))
-        holder = cur.fetchone()
-        if holder is not None and bytes(holder[0]) != row[0]:
-            joined[row[0]] = bytes(holder[0])
-        else:
-            # The conflict was on the handle itself: rewrite that row, as any add.
-            cur.execute(self._sql_member_insert, (*row, me))
+        rows = [(*to_row(j), me) for j in jobs]
+        cur.executemany(self._sql_keyed_insert, rows, returning=True)
+        stored: set[bytes] = set()
+        while True:
+            got = cur.fetchone()
+            if got is not None:
+                stored.add(bytes(got[0]))
+            if not cur.nextset():
+                break
+        for row in rows:
+            if row[0] in stored:
+                continue
+            holder = None
+            if row[2] not in (b"", b"-"):
+                cur.execute(self._sql_holder, (row[1], row[2]))
+                holder = cur.fetchone()
+            if holder is not None and bytes(holder[0]) != row[0]:
+                joined[row[0]] = bytes(holder[0])
+            else:
+                cur.execute(self._sql_member_insert, row)
 
     def _commit(
         self,
