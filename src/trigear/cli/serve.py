@@ -221,7 +221,7 @@ def _store(url: str, name: str | None = None, advertise: str | None = None) -> S
     except ValueError as exc:
         raise UsageError(f"--store: {exc}") from None
     if advertise is not None:
-        from ..client.placement import parse_address
+        from .._placement import parse_address
         from ..store.cluster import ClusterStore
 
         try:

@@ -11,63 +11,23 @@ Rules:
 * After the preferred server come the others in ring order (failover); servers that
   recently failed go last, so a dead server costs one failed connect per backoff period
   rather than one per job.
+
+Addresses and placement themselves live in :mod:`trigear._placement` (the server shares
+a dead server's jobs out with the same function); they are re-exported here.
 """
 
 from __future__ import annotations
 
 import random
-import zlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
+
+from .._placement import DEFAULT_PORT, Address, Placement, parse_address
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable
 
 __all__ = ["DEFAULT_PORT", "Address", "Backoff", "Placement", "parse_address", "parse_addresses"]
-
-DEFAULT_PORT = 4730
-
-
-class Address(NamedTuple):
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        if ":" in self.host:
-            return f"[{self.host}]:{self.port}"
-        return f"{self.host}:{self.port}"
-
-
-def parse_address(spec: str | tuple[str, int] | Address) -> Address:
-    """Parse one server address; raise ``ValueError`` if it is not one."""
-    if isinstance(spec, tuple):
-        tup_host, tup_port = spec
-        return Address(str(tup_host), _port(str(tup_port), spec))
-    if not isinstance(spec, str) or not spec.strip():
-        raise ValueError(f"not a server address: {spec!r}")
-    text = spec.strip()
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep or not host:
-            raise ValueError(f"not a server address: {spec!r}")
-        if not rest:
-            return Address(host, DEFAULT_PORT)
-        if not rest.startswith(":"):
-            raise ValueError(f"not a server address: {spec!r}")
-        return Address(host, _port(rest[1:], spec))
-    if text.count(":") > 1:
-        # A bare IPv6 address: no port.
-        return Address(text, DEFAULT_PORT)
-    name, sep, port_text = text.partition(":")
-    if not name:
-        raise ValueError(f"not a server address: {spec!r}")
-    return Address(name, _port(port_text, spec) if sep else DEFAULT_PORT)
-
-
-def _port(text: str, spec: object) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise ValueError(f"bad port in server address {spec!r}")
-    return int(text)
 
 
 def parse_addresses(specs: Iterable[str | tuple[str, int] | Address]) -> tuple[Address, ...]:
@@ -111,26 +71,3 @@ class Backoff:
 
     def is_down(self, now: float) -> bool:
         return self.failures > 0 and now < self.down_until
-
-
-class Placement:
-    """Which server a job goes to, and where to fail over."""
-
-    def __init__(self, addresses: Sequence[Address]) -> None:
-        self.addresses = tuple(addresses)
-        self._ring = tuple(sorted(self.addresses))
-        self._next = 0
-
-    def order(self, unique: bytes, data: bytes) -> list[Address]:
-        """Servers to try for a job, best first (backoff is applied by the caller)."""
-        ring = self._ring
-        n = len(ring)
-        if n == 1:
-            return [ring[0]]
-        if unique:
-            key = data if unique == b"-" else unique
-            start = zlib.crc32(key) % n
-        else:
-            start = self._next % n
-            self._next += 1
-        return [ring[(start + i) % n] for i in range(n)]

@@ -149,6 +149,13 @@ class Server:
             assert member is not None
             if not member.address and self.listeners:
                 member.address = _address(self.listeners[0])
+            if member.address.startswith(("0.0.0.0:", "[::]:")):
+                log.warning(
+                    "registered as %s in the shared store: give --advertise the address"
+                    " clients list, or a dead server's jobs are shared out unlike clients"
+                    " place them",
+                    member.address,
+                )
         started = trio.current_time()
         loaded = await self.store.load()
         if self.cluster is not None:

@@ -48,7 +48,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
-from ..client.placement import Placement, parse_address
+from .._placement import Placement, parse_address
 from .base import LoadResult, StoredJob, StoreError
 from .rows import SELECT_LIST, from_row
 
