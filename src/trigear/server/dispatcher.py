@@ -25,6 +25,7 @@ a table whose entries mypy checks against the class (:func:`_on`).
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal, TypeVar, cast
 
@@ -77,6 +78,7 @@ from ..protocol.packets import (
 from .admin import answer
 from .commits import Commits
 from .config import ServerConfig
+from .guard import guarded, identify
 from .output import Output
 from .scheduler import Scheduler
 from .state import JobRecord, JobState, Peer
@@ -85,9 +87,12 @@ from .stats import ServerStats
 if TYPE_CHECKING:
     from ..protocol.errors import RemoteProtocolError
     from ..store.base import LoadResult
+    from .acl import Acl
     from .commits import StoreBatch
 
 __all__ = ["Dispatcher", "GrabKind"]
+
+log = logging.getLogger("trigear.server.acl")
 
 _NO_JOB = encode_response(NoJob())
 _NOT_FOUND = encode_response(Error(b"JOB_NOT_FOUND", b"Job given in work result not found"))
@@ -149,6 +154,12 @@ class Dispatcher:
         self.peers: dict[int, Peer] = {}
         self._output = Output()
         self._send = self._output.send
+        #: (peer, bytes) -> None: queue output for a peer.
+        self.send = self._send
+        #: The access control list in force (:meth:`set_acl`), and the handler table:
+        #: the plain one without an ACL, so the checks cost nothing then.
+        self.acl: Acl | None = None
+        self._handlers = _HANDLERS
         self._commits = Commits()
         self.scheduler = Scheduler(
             self.config,
@@ -173,6 +184,29 @@ class Dispatcher:
 
     def connect(self, peer: Peer) -> None:
         self.peers[peer.id] = peer
+        if self.acl is not None:
+            identify(self.acl, peer)
+
+    def set_acl(self, acl: Acl | None) -> None:
+        """Put ``acl`` in force (None: no access control), for the connections open
+        now too: each is identified again, and loses the abilities it may no longer
+        register (the jobs it holds finish).  :mod:`trigear.server.guard` says what is
+        checked."""
+        self.acl = acl
+        self._handlers = _HANDLERS if acl is None else guarded(_HANDLERS)
+        for peer in self.peers.values():
+            identify(acl, peer)
+            grants = peer.grants
+            if grants is None:
+                continue
+            for name in [n for n in peer.abilities if not grants.may_register(n)]:
+                self.scheduler.drop_abilities(peer, name)
+                log.warning(
+                    "ACL reload: %s (%s) may no longer register %r",
+                    peer.identity,
+                    peer.ip,
+                    name.decode("utf-8", "replace"),
+                )
 
     @property
     def running_jobs(self) -> int:
@@ -199,7 +233,7 @@ class Dispatcher:
 
     def handle(self, peer: Peer, event: Event) -> None:
         """Act on one event from ``peer``."""
-        handler = _HANDLERS.get(type(event))
+        handler = self._handlers.get(type(event))
         if handler is None:
             self._send(peer, _NOT_EXPECTED)
             return
