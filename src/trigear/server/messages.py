@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, NamedTuple
 if TYPE_CHECKING:
     from ..protocol.errors import RemoteProtocolError
     from ..protocol.packets import Event
+    from .acl import Acl
     from .state import Peer
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "Drain",
     "Events",
     "InboxMessage",
+    "NewAcl",
     "Nudge",
     "Opened",
     "OutboxItem",
@@ -75,11 +77,17 @@ class Drain(NamedTuple):
     """A graceful shutdown began: assign no more jobs (S21)."""
 
 
+class NewAcl(NamedTuple):
+    """The access control list was (re)loaded: apply it to every connection."""
+
+    acl: Acl | None
+
+
 class Nudge(NamedTuple):
     """Nothing happened, but run a pass (its end reports whether the store has settled)."""
 
 
-InboxMessage = Opened | Events | BadInput | Closed | StoreDone | Drain | Nudge
+InboxMessage = Opened | Events | BadInput | Closed | StoreDone | Drain | NewAcl | Nudge
 
 
 class CloseAfterOutput(NamedTuple):
