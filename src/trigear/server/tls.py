@@ -122,6 +122,7 @@ async def start_tls(
     except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
         cause = exc.__cause__
         reason = _reason(cause) if cause is not None else "the connection closed"
+        await _send_alert(tls, stream)
         raise HandshakeFailed(f"TLS handshake failed: {reason}") from None
     return tls, certificate_names(tls.getpeercert())
 
@@ -141,6 +142,19 @@ async def _refuse(stream: trio.SocketStream, refusal: bytes) -> None:
                 if not chunk:
                     break
                 drained += len(chunk)
+
+
+async def _send_alert(tls: trio.SSLStream[trio.SocketStream], stream: trio.SocketStream) -> None:
+    """Send the alert OpenSSL queued when the handshake failed, which trio leaves unsent.
+    Under TLS 1.3 a client's handshake is over before the server checks its certificate,
+    so without the alert a client with no (or a bad) certificate sees the connection
+    close for no reason; with it, its next read says "certificate required" or "unknown
+    ca".  trio keeps the queue in a private attribute: if that ever changes, the client
+    sees a bare close again, nothing worse."""
+    outgoing = getattr(tls, "_outgoing", None)
+    if isinstance(outgoing, ssl.MemoryBIO) and outgoing.pending:
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await stream.send_all(outgoing.read())
 
 
 async def _peek(stream: trio.SocketStream) -> bytes:
