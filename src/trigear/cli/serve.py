@@ -252,7 +252,8 @@ def _acl(path: str | None) -> Acl | None:
 
 def _log_acl(acl: Acl) -> None:
     log = logging.getLogger("trigear")
-    log.info("access control from %s: %d identities", acl.source, len(acl.rules))
+    named = [name for name in acl.rules if name != "*"]
+    log.info("access control from %s: %d identities", acl.source, len(named))
     for note in acl.notes:
         log.warning("%s: %s", acl.source, note)
 

@@ -184,8 +184,9 @@ class Client:
             self._opened += 1
             session = Session(Connection(stream, address))
             # Ask for WORK_EXCEPTION; the answer (OPTION_RES, or ERROR from a server
-            # without the option) is taken by an abandoned FIFO entry.
-            option = Waiter(P.OptionRes)
+            # without the option, or none from geard) is taken by an abandoned,
+            # optional FIFO entry.
+            option = Waiter(P.OptionRes, optional=True)
             option.abandoned = True
             if self._client_id is not None:
                 session.conn.send(encode_request(P.SetClientId(self._client_id)))
