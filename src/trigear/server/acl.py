@@ -226,11 +226,8 @@ class Acl:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, source: str = "(built in code)") -> Acl:
-        """trigear's format, already parsed::
-
-        {"plain": {"loopback": "local"},
-         "identity": {"web": {"submit": ["resize", "thumb-*"], "admin": ["read"]}}}
-        """
+        """trigear's format, already parsed: a dict as :func:`tomllib.loads` returns
+        it, such as ``{"identity": {"web": {"submit": ["resize"]}}}``."""
         _only(data, ("plain", "identity"), source)
         plain = _table(data.get("plain", {}), f"{source}: [plain]")
         _only(plain, ("loopback", "remote"), f"{source}: [plain]")
