@@ -15,7 +15,8 @@ One server process listens twice: mutual TLS on one port (``--tls-cert --tls-ca`
 private CA made here with trustme) and plain TCP on another (``--plain-listen``).
 Rounds alternate plain, TLS, plain, TLS, ... with a fresh worker process each, so both
 see the same server, the same machine load and the same warm-up; the medians are
-printed with the ratio TLS/plain.
+printed with the ratio TLS/plain, and so is the server's CPU time per job (from
+``/proc/PID/stat``), which a busy machine disturbs much less than the rate.
 
 The handshake figures come from ``--connections`` sequential connections, each a TCP
 connect, (the TLS handshake,) one ECHO_REQ answered, and a close, made with Python's
@@ -135,7 +136,8 @@ def client_rate(
 
 def one_round(
     port: int, args: argparse.Namespace, certs: Certificates, tls: bool, payload: bytes
-) -> float:
+) -> tuple[float, float]:
+    """(jobs per second, server CPU microseconds per job) of one round."""
     extra = ["--ca", str(certs.ca_file), "--cert", str(certs.client_file)] if tls else []
     worker = subprocess.Popen(
         [sys.executable, __file__, "--role", "worker", "--port", str(port),
@@ -144,7 +146,9 @@ def one_round(
     try:
         time.sleep(1.0)
         context = client_context(str(certs.ca_file), str(certs.client_file)) if tls else None
-        return client_rate(port, args.jobs, args.inflight, payload, context)
+        cpu0 = cpu_seconds(args.server_pid)
+        rate = client_rate(port, args.jobs, args.inflight, payload, context)
+        return rate, (cpu_seconds(args.server_pid) - cpu0) / args.jobs * 1e6
     finally:
         worker.kill()
         worker.wait()
@@ -214,17 +218,34 @@ def main() -> None:
     try:
         wait_port(plain_port, server)
         payload = b"x" * a.payload
+        a.server_pid = server.pid
         rates: dict[str, list[float]] = {"plain": [], "tls": []}
+        cpus: dict[str, list[float]] = {"plain": [], "tls": []}
         for r in range(a.rounds):
             for kind in ("plain", "tls"):
                 port = tls_port if kind == "tls" else plain_port
-                rate = one_round(port, a, certs, kind == "tls", payload)
+                rate, cpu = one_round(port, a, certs, kind == "tls", payload)
                 rates[kind].append(rate)
-                print(f"round {r + 1} {kind:5s} {rate:9.0f} jobs/s", flush=True)
+                cpus[kind].append(cpu)
+                print(
+                    f"round {r + 1} {kind:5s} {rate:9.0f} jobs/s  server CPU {cpu:6.1f} us/job",
+                    flush=True,
+                )
         plain, tls = statistics.median(rates["plain"]), statistics.median(rates["tls"])
+        plain_cpu, tls_cpu = statistics.median(cpus["plain"]), statistics.median(cpus["tls"])
         ratio = tls / plain
         print(f"median  plain {plain:9.0f} jobs/s   tls {tls:9.0f} jobs/s   tls/plain {ratio:.2f}")
-        results.update(plain_jobs_per_s=plain, tls_jobs_per_s=tls, ratio=ratio)
+        print(
+            f"median  server CPU per job: plain {plain_cpu:.1f} us, tls {tls_cpu:.1f} us,"
+            f" tls/plain {tls_cpu / plain_cpu:.2f}"
+        )
+        results.update(
+            plain_jobs_per_s=plain,
+            tls_jobs_per_s=tls,
+            ratio=ratio,
+            plain_server_cpu_us_per_job=plain_cpu,
+            tls_server_cpu_us_per_job=tls_cpu,
+        )
 
         ca, cert = str(certs.ca_file), str(certs.client_file)
         kinds = {
