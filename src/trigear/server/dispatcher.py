@@ -25,7 +25,6 @@ a table whose entries mypy checks against the class (:func:`_on`).
 from __future__ import annotations
 
 import enum
-import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal, TypeVar, cast
 
@@ -78,7 +77,7 @@ from ..protocol.packets import (
 from .admin import answer
 from .commits import Commits
 from .config import ServerConfig
-from .guard import guarded, identify
+from .guard import guarded, identify, reidentify
 from .output import Output
 from .scheduler import Scheduler
 from .state import JobRecord, JobState, Peer
@@ -91,8 +90,6 @@ if TYPE_CHECKING:
     from .commits import StoreBatch
 
 __all__ = ["Dispatcher", "GrabKind"]
-
-log = logging.getLogger("trigear.server.acl")
 
 _NO_JOB = encode_response(NoJob())
 _NOT_FOUND = encode_response(Error(b"JOB_NOT_FOUND", b"Job given in work result not found"))
@@ -188,25 +185,13 @@ class Dispatcher:
             identify(self.acl, peer)
 
     def set_acl(self, acl: Acl | None) -> None:
-        """Put ``acl`` in force (None: no access control), for the connections open
-        now too: each is identified again, and loses the abilities it may no longer
-        register (the jobs it holds finish).  :mod:`trigear.server.guard` says what is
-        checked."""
+        """Put ``acl`` in force (None: none), on open connections too: each is identified
+        again and loses the abilities it may no longer register (:mod:`.guard`)."""
         self.acl = acl
         self._handlers = _HANDLERS if acl is None else guarded(_HANDLERS)
         for peer in self.peers.values():
-            identify(acl, peer)
-            grants = peer.grants
-            if grants is None:
-                continue
-            for name in [n for n in peer.abilities if not grants.may_register(n)]:
+            for name in reidentify(acl, peer):
                 self.scheduler.drop_abilities(peer, name)
-                log.warning(
-                    "ACL reload: %s (%s) may no longer register %r",
-                    peer.identity,
-                    peer.ip,
-                    name.decode("utf-8", "replace"),
-                )
 
     @property
     def running_jobs(self) -> int:

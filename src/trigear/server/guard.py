@@ -74,7 +74,7 @@ if TYPE_CHECKING:
     from .state import Func, JobRecord, Peer
     from .stats import ServerStats
 
-__all__ = ["GuardedView", "Handler", "guarded", "identify"]
+__all__ = ["GuardedView", "Handler", "guarded", "identify", "reidentify"]
 
 log = logging.getLogger("trigear.server.acl")
 
@@ -127,6 +127,21 @@ def identify(acl: Acl | None, peer: Peer) -> None:
     names = acl.names(peer.certificate, peer.loopback)
     peer.identity = names[0]
     peer.grants = acl.grants(names)
+
+
+def reidentify(acl: Acl | None, peer: Peer) -> list[bytes]:
+    """Identify ``peer`` under a new ``acl``; return (and log) the functions it has
+    registered that the new rules no longer let it register."""
+    identify(acl, peer)
+    grants = peer.grants
+    if grants is None:
+        return []
+    lost = [name for name in peer.abilities if not grants.may_register(name)]
+    for name in lost:
+        log.warning(
+            "ACL reload: %s (%s) may no longer register %s", peer.identity, peer.ip, _show(name)
+        )
+    return lost
 
 
 def guarded(handlers: Mapping[type[Event], Handler]) -> dict[type[Event], Handler]:
