@@ -182,3 +182,56 @@ async def test_a_submit_cancelled_after_job_created_is_unregistered_at_once() ->
             await peer.send(P.WorkComplete(b"H:k", b"k done"), P.WorkComplete(b"H:s", b"s"))
         assert calls.results == {"b": b"k done"}
         assert client.statistics() == SETTLED
+
+
+async def test_a_server_that_never_answers_option_req_stays_in_step() -> None:
+    """python gear's server (geard) ignores OPTION_REQ: the answers that follow belong
+    to the calls after it, an ERROR included (geard's ACL refusal has code "0")."""
+    async with fake_servers() as [fake], trigear.open_client(fake.address) as client:
+        results: list[Any] = []
+
+        async def submit(data: bytes) -> None:
+            try:
+                results.append(await client.submit("f", data))
+            except trigear.ServerError as exc:
+                results.append(exc.code)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(submit, b"one")
+            peer = await fake.accept()
+            await peer.expect(P.OptionReq)  # and no answer
+            await peer.expect(P.SubmitJob)
+            await peer.send(P.Error(b"0", b"Permission denied by ACL"))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(submit, b"two")
+            await peer.expect(P.SubmitJob)
+            await peer.send(P.JobCreated(b"H:2"), P.WorkComplete(b"H:2", b"done"))
+        assert results == [b"0", b"done"]
+        await settle()
+        assert client.statistics() == SETTLED
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        P.OptionRes(b"exceptions"),
+        P.Error(b"UNKNOWN_OPTION", b"no"),
+        P.Error(b"unknown_option", b""),
+    ],
+)
+async def test_the_option_answer_is_still_taken_where_there_is_one(answer: Any) -> None:
+    async with fake_servers() as [fake], trigear.open_client(fake.address) as client:
+        async with anyio.create_task_group() as tg:
+            results: list[bytes] = []
+
+            async def echo() -> None:
+                results.append(await client.echo(b"x"))
+
+            tg.start_soon(echo)
+            peer = await fake.accept()
+            await peer.expect(P.OptionReq)
+            await peer.expect(P.EchoReq)
+            await peer.send(answer, P.EchoRes(b"x"))
+        assert results == [b"x"]
+        await settle()
+        assert client.statistics() == SETTLED

@@ -18,6 +18,7 @@ import sys
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import Awaitable, Callable, Sequence
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "Parser",
     "UsageError",
     "add_server_flag",
+    "client_tls",
     "run",
     "servers",
 ]
@@ -55,6 +57,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def add_server_flag(parser: argparse.ArgumentParser) -> None:
+    """``-s HOST:PORT``, and the TLS flags that say how to reach those servers."""
     parser.add_argument(
         "-s",
         "--server",
@@ -64,6 +67,43 @@ def add_server_flag(parser: argparse.ArgumentParser) -> None:
             f"a Gearman server; repeat for several (default {DEFAULT_SERVER}). IPv6 as [::1]:4730"
         ),
     )
+    tls = parser.add_argument_group("TLS (docs/security.md)")
+    tls.add_argument(
+        "--tls",
+        action="store_true",
+        help="connect with TLS, trusting the system's CAs (implied by the other --tls flags)",
+    )
+    tls.add_argument(
+        "--tls-ca", metavar="PATH", help="connect with TLS, trusting this CA (PEM) for servers"
+    )
+    tls.add_argument(
+        "--tls-cert",
+        metavar="PATH",
+        help="this side's certificate (PEM), for servers that require one (mutual TLS)",
+    )
+    tls.add_argument(
+        "--tls-key",
+        metavar="PATH",
+        help="its private key (PEM; default: in the --tls-cert file)",
+    )
+
+
+def client_tls(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The TLS context the ``--tls*`` flags ask for, or None (a bad file is a
+    :class:`UsageError`)."""
+    import ssl
+
+    if not (args.tls or args.tls_ca or args.tls_cert or args.tls_key):
+        return None
+    if args.tls_key and not args.tls_cert:
+        raise UsageError("--tls-key needs --tls-cert")
+    try:
+        context = ssl.create_default_context(cafile=args.tls_ca)
+        if args.tls_cert:
+            context.load_cert_chain(args.tls_cert, args.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(f"cannot use the TLS files: {exc}") from None
+    return context
 
 
 def servers(args: argparse.Namespace) -> tuple[str, ...]:

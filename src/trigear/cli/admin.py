@@ -29,6 +29,7 @@ from ._common import (
     Parser,
     UsageError,
     add_server_flag,
+    client_tls,
     run,
     servers,
 )
@@ -36,6 +37,7 @@ from ._tables import LISTINGS, render_listing, to_json
 
 if TYPE_CHECKING:
     import argparse
+    import ssl
     from collections.abc import Sequence
 
 __all__ = ["build_parser", "main"]
@@ -128,7 +130,7 @@ def normalise(argv: Sequence[str]) -> list[str]:
     i = 0
     while i < len(args):
         word = args[i]
-        if word in ("-s", "--server", "--timeout"):
+        if word in ("-s", "--server", "--timeout", "--tls-ca", "--tls-cert", "--tls-key"):
             i += 2
             continue
         if word.startswith("-"):
@@ -151,6 +153,7 @@ def main(argv: Sequence[str]) -> None:
     args = parser.parse_args(normalise(argv))
     try:
         addresses = servers(args)
+        tls = client_tls(args)
     except UsageError as exc:
         parser.exit(EXIT_USAGE, f"{PROG}: {exc}\n")
     if args.command == "maxqueue" and len(args.sizes) not in (0, 1, 3):
@@ -158,8 +161,8 @@ def main(argv: Sequence[str]) -> None:
     if args.command == "top":
         from .top import top
 
-        run(PROG, top, addresses, args.interval, args.timeout)
-    run(PROG, _ask_all, args, addresses)
+        run(PROG, top, addresses, args.interval, args.timeout, tls)
+    run(PROG, _ask_all, args, addresses, tls)
 
 
 async def _ask(client: AdminClient, args: argparse.Namespace) -> Any:
@@ -193,11 +196,13 @@ async def _ask(client: AdminClient, args: argparse.Namespace) -> Any:
     return await client.shutdown(graceful=args.graceful)
 
 
-async def _ask_all(args: argparse.Namespace, addresses: tuple[str, ...]) -> int:
+async def _ask_all(
+    args: argparse.Namespace, addresses: tuple[str, ...], tls: ssl.SSLContext | None
+) -> int:
     answers: list[tuple[str, Any, str | None]] = []
     unreachable = 0
     for address in addresses:
-        client = AdminClient(address)
+        client = AdminClient(address, ssl_context=tls)
         error: str | None = None
         value: Any = None
         try:

@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 from typing import TYPE_CHECKING
 
@@ -20,8 +21,10 @@ import trio
 
 from .._version import __version__
 from ..protocol.limits import Limits
+from ..server.acl import Acl, AclError
 from ..server.config import ServerConfig
 from ..server.serve import Server
+from ..server.tls import TLSListener, server_ssl_context
 from ..store.base import StoreError
 from ._common import Parser, UsageError
 
@@ -94,6 +97,46 @@ def build_parser(prog: str = "trigear serve") -> argparse.ArgumentParser:
         action="append",
         metavar="ADDRESS",
         help="address to listen on; repeat for more (IPv6 too). Default 127.0.0.1",
+    )
+    sec = p.add_argument_group("security (docs/security.md)")
+    sec.add_argument(
+        "--tls-cert",
+        metavar="PATH",
+        help="serve TLS on every -L address with this certificate chain (PEM)",
+    )
+    sec.add_argument(
+        "--tls-key",
+        metavar="PATH",
+        help="the certificate's private key (PEM; default: in the --tls-cert file)",
+    )
+    sec.add_argument(
+        "--tls-ca",
+        metavar="PATH",
+        help="mutual TLS: require a client certificate signed by this CA (PEM)",
+    )
+    sec.add_argument(
+        "--tls-handshake-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="close a connection that has not finished its TLS handshake by then (default 10)",
+    )
+    sec.add_argument(
+        "--plain-listen",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help=(
+            "also listen here without TLS (say 127.0.0.1:4731 for local tools that "
+            "cannot speak TLS); repeat for more"
+        ),
+    )
+    sec.add_argument(
+        "--acl",
+        metavar="PATH",
+        help=(
+            "access control by identity: a TOML file, or geard's ACL file; SIGHUP reads it again"
+        ),
     )
     jobs = p.add_argument_group("jobs")
     jobs.add_argument(
@@ -204,7 +247,67 @@ def _config(args: argparse.Namespace) -> ServerConfig:
         shutdown_timeout=args.shutdown_timeout,
         remote_shutdown=args.remote_shutdown,
         log_level=args.log_level,
+        handshake_timeout=args.tls_handshake_timeout,
     )
+
+
+def _tls(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The server's TLS context from the ``--tls-*`` flags, or None without them."""
+    if args.tls_cert is None:
+        for flag in ("tls_key", "tls_ca"):
+            if getattr(args, flag) is not None:
+                raise UsageError(f"--{flag.replace('_', '-')} needs --tls-cert")
+        return None
+    if not args.tls_handshake_timeout > 0:
+        raise UsageError("--tls-handshake-timeout must be more than 0 seconds")
+    try:
+        return server_ssl_context(args.tls_cert, args.tls_key, args.tls_ca)
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(f"cannot use the TLS files: {exc}") from None
+
+
+def _acl(path: str | None) -> Acl | None:
+    if path is None:
+        return None
+    try:
+        acl = Acl.load(path)
+    except AclError as exc:
+        raise UsageError(f"--acl: {exc}") from None
+    _log_acl(acl)
+    return acl
+
+
+def _log_acl(acl: Acl) -> None:
+    log = logging.getLogger("trigear")
+    named = [name for name in acl.rules if name != "*"]
+    log.info("access control from %s: %d identities", acl.source, len(named))
+    for note in acl.notes:
+        log.warning("%s: %s", acl.source, note)
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:4731`` for IPv6) of ``--plain-listen``."""
+    host, sep, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise UsageError(f"--plain-listen: {text!r} is not HOST:PORT")
+    return host, int(port)
+
+
+async def _listeners(
+    args: argparse.Namespace, tls: ssl.SSLContext | None
+) -> list[trio.SocketListener | TLSListener]:
+    out: list[trio.SocketListener | TLSListener] = []
+    places = [(h, args.port, tls) for h in args.listen or ["127.0.0.1"]]
+    places += [(*_host_port(text), None) for text in args.plain_listen]
+    for host, port, context in places:
+        try:
+            opened = await trio.open_tcp_listeners(port, host=host)
+        except OSError as exc:
+            raise UsageError(f"cannot listen on port {port} at {host}: {exc}") from None
+        for listener in opened:
+            out.append(listener if context is None else TLSListener(listener, context))
+    return out
 
 
 def _store(url: str, name: str | None = None, advertise: str | None = None) -> Store:
@@ -234,21 +337,27 @@ def _store(url: str, name: str | None = None, advertise: str | None = None) -> S
     return store
 
 
-async def _run(args: argparse.Namespace, config: ServerConfig, store: Store) -> None:
-    server = Server(config, store)
-    hosts = args.listen or ["127.0.0.1"]
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGUSR1) as signals:
+async def _run(
+    args: argparse.Namespace,
+    config: ServerConfig,
+    store: Store,
+    tls: ssl.SSLContext | None,
+    acl: Acl | None,
+) -> None:
+    server = Server(config, store, acl=acl)
+    signums = [signal.SIGTERM, signal.SIGINT, signal.SIGUSR1]
+    if args.acl:
+        signums.append(signal.SIGHUP)
+    with trio.open_signal_receiver(*signums) as signals:
+        listeners = await _listeners(args, tls)
         async with trio.open_nursery() as nursery:
 
             async def serve_then_stop(task_status: trio.TaskStatus[Server]) -> None:
-                await server.serve_tcp(args.port, hosts, task_status=task_status)
+                await server.serve(listeners, task_status=task_status)
                 nursery.cancel_scope.cancel()
 
-            try:
-                await nursery.start(serve_then_stop)
-            except OSError as exc:
-                raise UsageError(f"cannot listen on port {args.port} at {hosts}: {exc}") from None
-            where = ", ".join(_addr(lst) for lst in server.listeners)
+            await nursery.start(serve_then_stop)
+            where = ", ".join(_addr(lst, server) for lst in server.listeners)
             logging.getLogger("trigear").info(
                 "trigear %s listening on %s, store: %s, pid %d",
                 __version__,
@@ -260,6 +369,9 @@ async def _run(args: argparse.Namespace, config: ServerConfig, store: Store) -> 
             async def watch_signals() -> None:
                 async for signum in signals:
                     name = signal.Signals(signum).name
+                    if signum == signal.SIGHUP:
+                        await _reload_acl(server, args.acl)
+                        continue
                     graceful = not server.shutting_down
                     logging.getLogger("trigear").info(
                         "%s: %s", name, "draining" if graceful else "exiting now"
@@ -269,9 +381,27 @@ async def _run(args: argparse.Namespace, config: ServerConfig, store: Store) -> 
             nursery.start_soon(watch_signals)
 
 
-def _addr(listener: trio.SocketListener) -> str:
+async def _reload_acl(server: Server, path: str) -> None:
+    """SIGHUP: read the ACL file again; keep the one in force if the new one is bad."""
+    log = logging.getLogger("trigear")
+    try:
+        acl = await trio.to_thread.run_sync(Acl.load, path)
+    except AclError as exc:
+        log.error("SIGHUP: the access control list in force stays: %s", exc)
+        return
+    await server.set_acl(acl)
+    log.info("SIGHUP: access control list reloaded")
+    _log_acl(acl)
+
+
+def _addr(listener: trio.SocketListener, server: Server) -> str:
     host, port = listener.socket.getsockname()[:2]
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    context = server.tls.get(listener)
+    if context is None:
+        return where
+    mutual = context.verify_mode == ssl.CERT_REQUIRED
+    return f"{where} (TLS{', client certificates required' if mutual else ''})"
 
 
 def main(argv: Sequence[str] | None = None, *, prog: str = "trigear serve") -> None:
@@ -290,6 +420,8 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "trigear serve") -> N
     )
     try:
         config = _config(args)
+        tls = _tls(args)
+        acl = _acl(args.acl)
         store = _store(args.store, args.name, args.advertise)
         if args.pid_file:
             try:
@@ -297,7 +429,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "trigear serve") -> N
                     f.write(f"{os.getpid()}\n")
             except OSError as exc:
                 raise UsageError(f"cannot write pid file: {exc}") from None
-        trio.run(_run, args, config, store)
+        trio.run(_run, args, config, store, tls, acl)
     except* UsageError as group:
         parser.exit(2, "".join(f"{prog}: {e}\n" for e in group.exceptions))
     except* StoreError as group:

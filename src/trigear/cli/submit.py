@@ -37,6 +37,7 @@ from ._common import (
     Parser,
     UsageError,
     add_server_flag,
+    client_tls,
     fail,
     run,
     servers,
@@ -45,6 +46,7 @@ from ._output import Output
 
 if TYPE_CHECKING:
     import argparse
+    import ssl
     from collections.abc import Sequence
 
     from ..client import Client
@@ -138,6 +140,7 @@ def main(argv: Sequence[str]) -> None:
     args = build_parser().parse_args(argv)
     try:
         addresses = servers(args)
+        tls = client_tls(args)
     except UsageError as exc:
         fail(PROG, str(exc))
     if args.unique is not None and not args.unique:
@@ -146,17 +149,21 @@ def main(argv: Sequence[str]) -> None:
     progress = not (args.no_progress or args.background) and sys.stderr.isatty()
     out = Output(PROG, progress=progress, jobs=len(jobs))
     try:
-        run(PROG, _submit_all, args, addresses, jobs, out)
+        run(PROG, _submit_all, args, addresses, jobs, out, tls)
     finally:
         out.close()
 
 
 async def _submit_all(
-    args: argparse.Namespace, addresses: tuple[str, ...], jobs: list[tuple[str, bytes]], out: Output
+    args: argparse.Namespace,
+    addresses: tuple[str, ...],
+    jobs: list[tuple[str, bytes]],
+    out: Output,
+    tls: ssl.SSLContext | None,
 ) -> int:
     priority = Priority.HIGH if args.high else Priority.LOW if args.low else Priority.NORMAL
     status = EXIT_OK
-    async with open_client(*addresses) as client:
+    async with open_client(*addresses, ssl_context=tls) as client:
         for label, data in jobs:
             where = f"{label}: " if label else ""
             try:

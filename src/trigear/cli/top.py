@@ -33,6 +33,7 @@ from ._common import EXIT_OK, UsageError
 from ._tables import cells, table, text
 
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import Iterator
 
     from rich.console import RenderableType
@@ -167,7 +168,12 @@ def _cbreak(fd: int | None) -> Iterator[None]:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
-async def top(addresses: tuple[str, ...], interval: float, within: float) -> int:
+async def top(
+    addresses: tuple[str, ...],
+    interval: float,
+    within: float,
+    tls: ssl.SSLContext | None = None,
+) -> int:
     """Draw until ``q``, Ctrl-C or SIGTERM; exit status 0."""
     if not sys.stdout.isatty():
         raise UsageError("top needs a terminal; for scripts: trigear admin --json status")
@@ -175,7 +181,7 @@ async def top(addresses: tuple[str, ...], interval: float, within: float) -> int
     from rich.live import Live
 
     keys_fd = sys.stdin.fileno() if sys.stdin.isatty() else None
-    clients = [AdminClient(a) for a in addresses]
+    clients = [AdminClient(a, ssl_context=tls) for a in addresses]
     quit_now = anyio.Event()
     console = Console()
     with (

@@ -29,11 +29,23 @@ import anyio
 import anyio.abc
 
 from ..client import Job, NoServerAvailable, Worker
+from ..client.connection import open_stream
 from ..client.placement import parse_address
-from ._common import EXIT_OK, Parser, UsageError, add_server_flag, fail, run, servers, split_command
+from ._common import (
+    EXIT_OK,
+    Parser,
+    UsageError,
+    add_server_flag,
+    client_tls,
+    fail,
+    run,
+    servers,
+    split_command,
+)
 
 if TYPE_CHECKING:
     import argparse
+    import ssl
     from collections.abc import Sequence
 
 __all__ = ["build_parser", "main"]
@@ -102,7 +114,7 @@ def main(argv: Sequence[str]) -> None:
     log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
     try:
         addresses = servers(args)
-        worker = Worker(*addresses, client_id=args.id)
+        worker = Worker(*addresses, client_id=args.id, ssl_context=client_tls(args))
         handler = _handler(command)
         for name in args.function:
             worker.register(name, handler)
@@ -182,13 +194,14 @@ def _h(job: Job) -> str:
     return job.handle.decode(errors="replace")
 
 
-async def _reachable(addresses: tuple[str, ...]) -> None:
-    """Raise :class:`UsageError` unless at least one server accepts a connection."""
+async def _reachable(addresses: tuple[str, ...], tls: ssl.SSLContext | None) -> None:
+    """Raise :class:`UsageError` unless at least one server accepts a connection (and
+    its TLS handshake, with ``tls``)."""
     errors = []
     for text in addresses:
         address = parse_address(text)
         try:
-            stream = await anyio.connect_tcp(address.host, address.port)
+            stream = await open_stream(address, tls)
         except OSError as exc:
             errors.append(f"{address}: cannot connect: {exc}")
             continue
@@ -198,7 +211,7 @@ async def _reachable(addresses: tuple[str, ...]) -> None:
 
 
 async def _serve(args: argparse.Namespace, worker: Worker, addresses: tuple[str, ...]) -> int:
-    await _reachable(addresses)
+    await _reachable(addresses, worker.ssl_context)
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with anyio.create_task_group() as tg:
 

@@ -30,10 +30,12 @@ import anyio.abc
 from ..protocol import RemoteProtocolError
 from ..protocol import admin as proto
 from ..protocol.admin import JobRow, PriorityStatusRow, StatusRow, WorkerRow
+from .connection import open_stream
 from .errors import ConnectionLost, NoServerAvailable, ServerError
 from .placement import parse_address
 
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import AsyncIterator, Callable
 
     from .placement import Address
@@ -71,8 +73,14 @@ def _word(value: str | bytes, what: str) -> bytes:
 class AdminClient:
     """Admin commands to one Gearman server.  Make one with :func:`open_admin_client`."""
 
-    def __init__(self, server: str | tuple[str, int] = "127.0.0.1:4730") -> None:
+    def __init__(
+        self,
+        server: str | tuple[str, int] = "127.0.0.1:4730",
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.address: Address = parse_address(server)
+        self._ssl_context = ssl_context
         self._stream: anyio.abc.ByteStream | None = None
         self._buffer = bytearray()
         self._lock = anyio.Lock()
@@ -106,7 +114,7 @@ class AdminClient:
     async def _connect(self) -> anyio.abc.ByteStream:
         if self._stream is None:
             try:
-                self._stream = await anyio.connect_tcp(self.address.host, self.address.port)
+                self._stream = await open_stream(self.address, self._ssl_context)
             except OSError as exc:
                 raise NoServerAvailable(f"{self.address}: cannot connect: {exc}") from exc
             self._buffer.clear()
@@ -232,15 +240,17 @@ class AdminClient:
 @asynccontextmanager
 async def open_admin_client(
     server: str | tuple[str, int] = "127.0.0.1:4730",
+    *,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> AsyncIterator[AdminClient]:
     """An :class:`AdminClient` for ``server``, connected on its first command and closed
-    on exit::
+    on exit (over TLS with ``ssl_context``, as :func:`trigear.open_client`)::
 
         async with trigear.open_admin_client("127.0.0.1:4730") as admin:
             for row in await admin.status():
                 print(row.function, row.total, row.running, row.workers)
     """
-    client = AdminClient(server)
+    client = AdminClient(server, ssl_context=ssl_context)
     try:
         yield client
     finally:

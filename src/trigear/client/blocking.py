@@ -40,6 +40,7 @@ from ..protocol.packets import Priority
 from .submit import open_client
 
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
     from contextlib import AbstractContextManager
     from datetime import datetime
@@ -138,7 +139,10 @@ class BlockingClient:
     """
 
     def __init__(
-        self, *servers: str | tuple[str, int], client_id: str | bytes | None = None
+        self,
+        *servers: str | tuple[str, int],
+        client_id: str | bytes | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._pid = os.getpid()
         self._lock = threading.Lock()
@@ -147,7 +151,9 @@ class BlockingClient:
         self._portal = self._portal_cm.__enter__()
         try:
             self._client_cm: AbstractContextManager[Client] = (
-                self._portal.wrap_async_context_manager(open_client(*servers, client_id=client_id))
+                self._portal.wrap_async_context_manager(
+                    open_client(*servers, client_id=client_id, ssl_context=ssl_context)
+                )
             )
             self._client = self._client_cm.__enter__()
         except BaseException as exc:

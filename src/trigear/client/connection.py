@@ -1,5 +1,12 @@
 """One client-side TCP connection to a Gearman server: a reader, a writer, nothing else.
 
+:func:`open_stream` makes the stream it runs on: TCP, and TLS over it when the caller
+gave an :class:`ssl.SSLContext`.  The TLS handshake is bounded
+(:data:`TLS_HANDSHAKE_TIMEOUT`: a server that accepts and never answers would otherwise
+hold a worker's connect forever), and TLS is closed without waiting for the server's
+close_notify, which Gearman servers (gearmand, gear, trigear) do not all send: packets
+frame themselves, so a truncation is seen anyway.
+
 Rules (shared by :mod:`trigear.client.submit` and :mod:`trigear.client.worker`):
 
 * **A single writer.**  Callers hand whole packets to :meth:`Connection.send`, which only
@@ -30,16 +37,21 @@ from typing import TYPE_CHECKING, Final
 
 import anyio
 import anyio.abc
+from anyio.streams.tls import TLSStream
 
 from ..protocol import Decoder, Event, RemoteProtocolError, Role
 from .errors import ConnectionLost
 
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import Callable
 
     from .placement import Address
 
-__all__ = ["HIGH_WATER", "Connection"]
+__all__ = ["HIGH_WATER", "TLS_HANDSHAKE_TIMEOUT", "Connection", "open_stream"]
+
+#: Seconds a TLS handshake may take before connecting fails.
+TLS_HANDSHAKE_TIMEOUT: Final = 30.0
 
 #: Bytes queued for writing beyond which :meth:`Connection.wait_writable` blocks.
 HIGH_WATER: Final = 1 << 20
@@ -53,6 +65,38 @@ _TRANSPORT_ERRORS: Final = (
     anyio.ClosedResourceError,
     OSError,
 )
+
+
+async def open_stream(
+    address: Address, ssl_context: ssl.SSLContext | None = None
+) -> anyio.abc.ByteStream:
+    """Connect to ``address``: TCP, then TLS with ``ssl_context`` (the server's name
+    checked against ``address.host``, as ``ssl_context.check_hostname`` says).
+
+    Every failure is an :class:`OSError`: refused, unreachable, a certificate that does
+    not verify (:class:`ssl.SSLError`), a handshake the server ended or did not finish
+    within :data:`TLS_HANDSHAKE_TIMEOUT` (:class:`TimeoutError`).
+    """
+    stream = await anyio.connect_tcp(address.host, address.port)
+    if ssl_context is None:
+        return stream
+    try:
+        with anyio.fail_after(TLS_HANDSHAKE_TIMEOUT):
+            return await TLSStream.wrap(
+                stream,
+                hostname=address.host,
+                ssl_context=ssl_context,
+                standard_compatible=False,
+            )
+    except OSError:
+        await anyio.aclose_forcefully(stream)
+        raise
+    except (anyio.EndOfStream, anyio.BrokenResourceError) as exc:
+        await anyio.aclose_forcefully(stream)
+        raise ConnectionResetError(f"the server ended the TLS handshake ({exc!r})") from exc
+    except BaseException:
+        await anyio.aclose_forcefully(stream)
+        raise
 
 
 class Connection:

@@ -8,7 +8,9 @@ S13, S14), kept here and nowhere else:
   A :class:`Session` keeps a FIFO of :class:`Waiter` entries, appended in the same
   synchronous step that queues the request, and pops one per answer.  An answer of the
   wrong type means the two sides are out of step: the connection is closed, since
-  nothing after that can be trusted.
+  nothing after that can be trusted.  One exception: the OPTION_REQ a connection opens
+  with is *optional* (python gear's server, geard, never answers it), so its entry
+  steps aside for an answer that is not its own.
 * **WORK_* by handle.**  Once JOB_CREATED names a foreground job's handle, its
   :class:`Submission` is registered under it; WORK_DATA, WORK_WARNING and WORK_STATUS
   are appended to it and WORK_COMPLETE, WORK_FAIL and WORK_EXCEPTION end it.  Several
@@ -63,14 +65,25 @@ def _number(value: bytes) -> int:
 class Waiter:
     """A call waiting for the in-order answer to its request (or an abandoned one)."""
 
-    __slots__ = ("abandoned", "changed", "error", "expect", "value")
+    __slots__ = ("abandoned", "changed", "error", "expect", "optional", "value")
 
-    def __init__(self, expect: type[Any]) -> None:
+    def __init__(self, expect: type[Any], *, optional: bool = False) -> None:
         self.expect = expect
         self.changed = anyio.Event()
         self.value: Any = None
         self.error: GearmanError | None = None
         self.abandoned = False
+        #: The request may go unanswered (OPTION_REQ: python gear's geard ignores it).
+        #: Such a waiter takes only its own answer, or an ERROR ``UNKNOWN_OPTION``;
+        #: anything else shows the server never answered it, and it steps aside.
+        self.optional = optional
+
+    def takes(self, event: Any) -> bool:
+        """Whether ``event`` is the answer of an optional request."""
+        cls = type(event)
+        if cls is P.Error:
+            return bool(event.code.upper() == b"UNKNOWN_OPTION")
+        return cls is self.expect
 
     def answer(self, event: Any, session: Session) -> None:
         if type(event) is P.Error:
@@ -244,6 +257,11 @@ class Session:
             self.conn.close(f"unexpected {cls.__name__} from the server")
             return False
         waiter = self.pending[0]
+        if waiter.optional and not waiter.takes(ev):
+            # The server does not answer this request at all: the answer is the next's.
+            self.pending.popleft()
+            waiter.lost(ConnectionLost(f"{self.conn.address}: no answer to {waiter.expect}"))
+            return self._answer(ev)
         if cls is not P.Error and cls is not waiter.expect:
             # Out of step with the server: nothing after this can be trusted.
             self.conn.close(f"got {cls.__name__} where {waiter.expect.__name__} was due")

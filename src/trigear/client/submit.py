@@ -34,13 +34,14 @@ import anyio.abc
 from ..protocol import check, encode_request
 from ..protocol import packets as P
 from ..protocol.packets import Priority
-from .connection import Connection
+from .connection import Connection, open_stream
 from .errors import ConnectionLost, NoServerAvailable
 from .placement import Address, Backoff, Placement, parse_addresses
 from .routing import ANSWER_TO, Session, Submission, Waiter
 from .updates import JobStatus, Update
 
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import AsyncIterator, Iterable, Sequence
 
 __all__ = ["Client", "ClientStatistics", "JobStream", "open_client"]
@@ -146,9 +147,11 @@ class Client:
         task_group: anyio.abc.TaskGroup,
         *,
         client_id: str | bytes | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.servers = tuple(servers)
         self._tg = task_group
+        self._ssl_context = ssl_context
         self._client_id = _bytes(client_id, "client_id") if client_id is not None else None
         if self._client_id is not None:
             check(P.SetClientId(self._client_id))
@@ -173,7 +176,7 @@ class Client:
                 return session
             self._check_open()
             try:
-                stream = await anyio.connect_tcp(address.host, address.port)
+                stream = await open_stream(address, self._ssl_context)
             except OSError as exc:
                 self._backoff[address].failed(anyio.current_time())
                 raise ConnectionLost(f"{address}: cannot connect: {exc}") from exc
@@ -181,8 +184,9 @@ class Client:
             self._opened += 1
             session = Session(Connection(stream, address))
             # Ask for WORK_EXCEPTION; the answer (OPTION_RES, or ERROR from a server
-            # without the option) is taken by an abandoned FIFO entry.
-            option = Waiter(P.OptionRes)
+            # without the option, or none from geard) is taken by an abandoned,
+            # optional FIFO entry.
+            option = Waiter(P.OptionRes, optional=True)
             option.abandoned = True
             if self._client_id is not None:
                 session.conn.send(encode_request(P.SetClientId(self._client_id)))
@@ -442,17 +446,22 @@ def _unavailable(errors: list[ConnectionLost]) -> NoServerAvailable:
 
 @asynccontextmanager
 async def open_client(
-    *servers: str | tuple[str, int], client_id: str | bytes | None = None
+    *servers: str | tuple[str, int],
+    client_id: str | bytes | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> AsyncIterator[Client]:
     """Open a client over ``servers`` (``"host:port"``; default ``127.0.0.1:4730``).
 
     Connections are opened on first use, one per server, and closed on exit.  Works under
-    Trio and asyncio (through anyio); no threads.
+    Trio and asyncio (through anyio); no threads.  With ``ssl_context`` every connection
+    speaks TLS (``ssl.create_default_context(cafile=...)``, plus ``load_cert_chain`` for
+    a server that asks for client certificates: ``docs/security.md``); a server whose
+    certificate does not verify is one that cannot be reached.
     """
     addresses = parse_addresses(servers or ("127.0.0.1:4730",))
     try:
         async with anyio.create_task_group() as tg:
-            client = Client(addresses, tg, client_id=client_id)
+            client = Client(addresses, tg, client_id=client_id, ssl_context=ssl_context)
             try:
                 yield client
             finally:

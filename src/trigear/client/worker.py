@@ -32,7 +32,7 @@ import math
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import anyio
 import anyio.abc
@@ -40,10 +40,13 @@ import anyio.to_thread
 
 from ..protocol import check, encode_request
 from ..protocol import packets as P
-from .connection import Connection
+from .connection import Connection, open_stream
 from .errors import ConnectionLost, JobFailed
 from .grabbing import GrabMachine, GrabState, Slots
 from .placement import Address, Backoff, parse_addresses
+
+if TYPE_CHECKING:
+    import ssl
 
 __all__ = ["Job", "JobFunction", "Worker", "WorkerStatistics"]
 
@@ -233,9 +236,14 @@ class Worker:
     """
 
     def __init__(
-        self, *servers: str | tuple[str, int], client_id: str | bytes | None = None
+        self,
+        *servers: str | tuple[str, int],
+        client_id: str | bytes | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.servers: tuple[Address, ...] = parse_addresses(servers or ("127.0.0.1:4730",))
+        #: TLS for every connection (see :func:`trigear.open_client`), or None.
+        self.ssl_context = ssl_context
         if isinstance(client_id, str):
             client_id = client_id.encode()
         if client_id is not None:
@@ -352,7 +360,7 @@ class Worker:
         first = True
         while not self._stopping:
             try:
-                stream = await anyio.connect_tcp(address.host, address.port)
+                stream = await open_stream(address, self.ssl_context)
             except OSError as exc:
                 log.warning("%s: cannot connect: %s", address, exc)
                 if first:

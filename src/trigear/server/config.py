@@ -25,6 +25,8 @@ class ServerConfig:
     limits: Limits = DEFAULT_LIMITS
     #: Seconds a peer may stall in the middle of a packet or line before it is closed.
     stall_timeout: float = 30.0
+    #: Seconds a connection to a TLS listener has to finish its handshake.
+    handshake_timeout: float = 10.0
     #: Bytes queued for a peer that does not read before it is cut off.
     max_output: int = 64 * 1024 * 1024
     #: Seconds a graceful shutdown waits for running jobs (S21).

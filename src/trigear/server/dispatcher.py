@@ -79,6 +79,7 @@ from ..protocol.packets import (
 from .admin import answer
 from .commits import Commits
 from .config import ServerConfig
+from .guard import guarded, identify, reidentify
 from .output import Output
 from .scheduler import Scheduler
 from .state import JobRecord, JobState, Peer
@@ -87,6 +88,7 @@ from .stats import ServerStats
 if TYPE_CHECKING:
     from ..protocol.errors import RemoteProtocolError
     from ..store.base import LoadResult, StoredJob
+    from .acl import Acl
     from .commits import StoreBatch
     from .state import PendingReply
 
@@ -152,6 +154,12 @@ class Dispatcher:
         self.peers: dict[int, Peer] = {}
         self._output = Output()
         self._send = self._output.send
+        #: (peer, bytes) -> None: queue output for a peer.
+        self.send = self._send
+        #: The access control list in force (:meth:`set_acl`), and the handler table:
+        #: the plain one without an ACL, so the checks cost nothing then.
+        self.acl: Acl | None = None
+        self._handlers = _HANDLERS
         self._commits = Commits()
         self.scheduler = Scheduler(
             self.config,
@@ -179,6 +187,17 @@ class Dispatcher:
 
     def connect(self, peer: Peer) -> None:
         self.peers[peer.id] = peer
+        if self.acl is not None:
+            identify(self.acl, peer)
+
+    def set_acl(self, acl: Acl | None) -> None:
+        """Put ``acl`` in force (None: none), on open connections too: each is identified
+        again and loses the abilities it may no longer register (:mod:`.guard`)."""
+        self.acl = acl
+        self._handlers = _HANDLERS if acl is None else guarded(_HANDLERS)
+        for peer in self.peers.values():
+            for name in reidentify(acl, peer):
+                self.scheduler.drop_abilities(peer, name)
 
     @property
     def running_jobs(self) -> int:
@@ -205,7 +224,7 @@ class Dispatcher:
 
     def handle(self, peer: Peer, event: Event) -> None:
         """Act on one event from ``peer``."""
-        handler = _HANDLERS.get(type(event))
+        handler = self._handlers.get(type(event))
         if handler is None:
             self._send(peer, _NOT_EXPECTED)
             return

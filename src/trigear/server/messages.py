@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from ..protocol.errors import RemoteProtocolError
     from ..protocol.packets import Event
     from ..store.base import StoredJob
+    from .acl import Acl
     from .state import Peer
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "Events",
     "Fenced",
     "InboxMessage",
+    "NewAcl",
     "Nudge",
     "Opened",
     "OutboxItem",
@@ -81,6 +83,12 @@ class Drain(NamedTuple):
     """A graceful shutdown began: assign no more jobs (S21)."""
 
 
+class NewAcl(NamedTuple):
+    """The access control list was (re)loaded: apply it to every connection."""
+
+    acl: Acl | None
+
+
 class Nudge(NamedTuple):
     """Nothing happened, but run a pass (its end reports whether the store has settled)."""
 
@@ -96,7 +104,9 @@ class Fenced(NamedTuple):
     """Another server took this one's jobs over: forget every stored job."""
 
 
-InboxMessage = Opened | Events | BadInput | Closed | StoreDone | Drain | Nudge | Adopted | Fenced
+InboxMessage = (
+    Opened | Events | BadInput | Closed | StoreDone | Drain | NewAcl | Nudge | Adopted | Fenced
+)
 
 
 class CloseAfterOutput(NamedTuple):

@@ -43,15 +43,19 @@ from .messages import (
     Events,
     Fenced,
     InboxMessage,
+    NewAcl,
     Nudge,
     Opened,
     StoreDone,
 )
 from .state import Peer
+from .tls import HandshakeFailed, TLSListener, start_tls
 
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import Sequence
 
+    from .acl import Acl
     from .stats import ServerStatistics
 
 __all__ = ["Server", "serve_gearman"]
@@ -84,12 +88,19 @@ class Server:
     or run ``python -m trigear``.
     """
 
-    def __init__(self, config: ServerConfig | None = None, store: Store | None = None) -> None:
+    def __init__(
+        self,
+        config: ServerConfig | None = None,
+        store: Store | None = None,
+        *,
+        acl: Acl | None = None,
+    ) -> None:
         self.config = config or ServerConfig()
         self.store: Store = store or MemoryStore()
         self.dispatcher = Dispatcher(
             self.config, durable=self.store.durable, first_handle=_first_handle()
         )
+        self.dispatcher.set_acl(acl)
         self._inbox_send, self._inbox = trio.open_memory_channel[InboxMessage](_INBOX_SIZE)
         self._store_send, self._store_recv = trio.open_memory_channel[StoreBatch](math.inf)
         #: The cluster task, for a store shared with other servers (a named member).
@@ -106,7 +117,10 @@ class Server:
         self._stop_now = False
         #: An accept error that ended serving, raised from serve().
         self._accept_error: OSError | None = None
+        #: The sockets listened on, TLS or not (their addresses: ``.socket.getsockname()``).
         self.listeners: list[trio.SocketListener] = []
+        #: The TLS context of each listener that has one.
+        self.tls: dict[trio.SocketListener, ssl.SSLContext] = {}
 
     # --- public ------------------------------------------------------------------------
 
@@ -120,30 +134,43 @@ class Server:
         port: int = 4730,
         hosts: Sequence[str] = ("127.0.0.1",),
         *,
+        ssl_context: ssl.SSLContext | None = None,
         task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Listen on ``port`` at each of ``hosts`` and serve until cancelled or shut down.
 
         ``port=0`` picks a free port; see :attr:`listeners` for the bound addresses.
+        With ``ssl_context`` (:func:`trigear.server.tls.server_ssl_context`) every
+        connection must speak TLS.
         """
-        listeners: list[trio.SocketListener] = []
+        listeners: list[trio.SocketListener | TLSListener] = []
         for host in hosts:
-            listeners.extend(await trio.open_tcp_listeners(port, host=host))
+            for listener in await trio.open_tcp_listeners(port, host=host):
+                if ssl_context is None:
+                    listeners.append(listener)
+                else:
+                    listeners.append(TLSListener(listener, ssl_context))
         await self.serve(listeners, task_status=task_status)
 
     async def serve(
         self,
-        listeners: Sequence[trio.SocketListener] = (),
+        listeners: Sequence[trio.SocketListener | TLSListener] = (),
         *,
         task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Serve connections from ``listeners`` (and :meth:`connect_in_memory`) until
-        cancelled, or until a shutdown (signal or admin ``shutdown``) completes.
+        cancelled, or until a shutdown (signal or admin ``shutdown``) completes.  A
+        :class:`~trigear.server.tls.TLSListener` serves TLS only.
 
         Raises the :exc:`OSError` of a listener whose ``accept`` failed other than for
         lack of resources, after stopping as :meth:`shutdown` ``(graceful=False)`` does.
         """
-        self.listeners = list(listeners)
+        self.listeners = []
+        for item in listeners:
+            if isinstance(item, TLSListener):
+                self.tls[item.listener] = item.context
+                item = item.listener
+            self.listeners.append(item)
         if self.cluster is not None:
             member = self.cluster.store.member
             assert member is not None
@@ -212,6 +239,14 @@ class Server:
             self._drained.set()
         self._shutdown.set()
 
+    async def set_acl(self, acl: Acl | None) -> None:
+        """Apply a new access control list (None: none) to every connection, the open
+        ones included (a reload): abilities it no longer grants are dropped."""
+        if self._conn_nursery is None:
+            self.dispatcher.set_acl(acl)
+        else:
+            await self._inbox_send.send(NewAcl(acl))
+
     def connect_in_memory(self, ip: str = "127.0.0.1") -> trio.StapledStream[Any, Any]:
         """A client end of an in-memory connection to this server (for tests)."""
         import trio.testing
@@ -242,10 +277,16 @@ class Server:
                 log.warning("accept failed: %s; retrying in %.1f s", exc, _ACCEPT_PAUSE)
                 await trio.sleep(_ACCEPT_PAUSE)
                 continue
-            self._conn_nursery.start_soon(self.handle_stream, stream)
+            self._conn_nursery.start_soon(self.handle_stream, stream, None, self.tls.get(listener))
 
-    async def handle_stream(self, stream: trio.abc.Stream, ip: str | None = None) -> None:
-        """Serve one connection until it closes."""
+    async def handle_stream(
+        self,
+        stream: trio.abc.Stream,
+        ip: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        """Serve one connection until it closes; with ``ssl_context`` (a TCP stream
+        only), after a TLS handshake within ``ServerConfig.handshake_timeout``."""
         fd = -1
         if isinstance(stream, trio.SocketStream):
             try:
@@ -257,9 +298,17 @@ class Server:
                 fd = -1
         self._next_id += 1
         ip = ip or "-"
+        names: tuple[str, ...] = ()
+        if ssl_context is not None and isinstance(stream, trio.SocketStream):
+            tls = await self._handshake(stream, ssl_context, ip)
+            if tls is None:
+                return
+            stream, names = tls
         loopback = ip.startswith("127.") or ip in ("::1", "-") or ip.startswith("::ffff:127.")
-        peer = Peer(self._next_id, fd if fd >= 0 else self._next_id, ip, loopback)
-        conn = Connection(peer, stream, fd, self._inbox_send, self.config)
+        peer = Peer(self._next_id, fd if fd >= 0 else self._next_id, ip, loopback, names)
+        # A TLS connection reads and writes through its stream, never the descriptor.
+        direct_fd = fd if isinstance(stream, trio.SocketStream) else -1
+        conn = Connection(peer, stream, direct_fd, self._inbox_send, self.config)
         self._conns[peer.id] = conn
         try:
             await self._inbox_send.send(Opened(peer))
@@ -269,6 +318,27 @@ class Server:
             with trio.CancelScope(shield=True):
                 await self._inbox_send.send(Closed(peer))
                 await trio.aclose_forcefully(stream)
+
+    async def _handshake(
+        self, stream: trio.SocketStream, context: ssl.SSLContext, ip: str
+    ) -> tuple[trio.SSLStream[trio.SocketStream], tuple[str, ...]] | None:
+        """The TLS handshake of one connection, in its own task; None (and the stream
+        closed) if it failed or took longer than the handshake timeout."""
+        timeout = self.config.handshake_timeout
+        why = f"no TLS handshake within {timeout:g} s"
+        try:
+            with trio.move_on_after(timeout):
+                try:
+                    return await start_tls(stream, context)
+                except HandshakeFailed as exc:
+                    why = str(exc)
+        except BaseException:
+            await trio.aclose_forcefully(stream)
+            raise
+        log.info("closing a connection from %s: %s", ip, why)
+        self.dispatcher.stats.tls_failures += 1
+        await trio.aclose_forcefully(stream)
+        return None
 
     # --- the dispatcher task -------------------------------------------------------------
 
@@ -326,6 +396,8 @@ class Server:
         elif isinstance(message, Fenced):
             dropped = d.fenced()
             log.warning("fenced: dropped %d stored jobs", dropped)
+        elif isinstance(message, NewAcl):
+            d.set_acl(message.acl)
         else:
             # A Nudge: the pass that follows is all it asks for.
             assert_type(message, Nudge)
@@ -459,8 +531,12 @@ async def serve_gearman(
     store: Store | None = None,
     task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run a Gearman server on ``port`` at ``hosts`` until cancelled (trio style)::
+    """Run a Gearman server on ``port`` at ``hosts`` until cancelled (Trio style)::
 
-    server = await nursery.start(serve_gearman, 0)
+        server = await nursery.start(serve_gearman, 0)
+
+    ``port=0`` picks a free port: ``server.listeners`` holds the bound addresses.  The
+    server stops when the nursery is cancelled or a shutdown (signal handler of the
+    program, admin ``shutdown``) completes; see :class:`Server` for both.
     """
     await Server(config, store).serve_tcp(port, hosts, task_status=task_status)

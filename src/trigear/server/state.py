@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ..protocol.packets import Priority
+    from .acl import Grants
 
 __all__ = ["Func", "JobRecord", "JobState", "Peer", "PendingReply"]
 
@@ -44,6 +45,7 @@ class JobRecord:
         "func",
         "handle",
         "numerator",
+        "owner",
         "priority",
         "reducer",
         "run_id",
@@ -86,6 +88,8 @@ class JobRecord:
         self.stored = False
         #: Counts runs, so a timer set for one run does not fire on the next (S11).
         self.run_id = 0
+        #: The identity that submitted it, set only under an access control list.
+        self.owner: str | None = None
 
     def __repr__(self) -> str:
         return f"<JobRecord {self.handle!r} {self.func.name!r} {self.state.name}>"
@@ -155,14 +159,17 @@ class Peer:
 
     __slots__ = (
         "abilities",
+        "certificate",
         "client_id",
         "closing",
         "exceptions",
         "fd",
         "funcs",
         "gone",
+        "grants",
         "held",
         "id",
+        "identity",
         "ip",
         "jobs",
         "loopback",
@@ -172,11 +179,25 @@ class Peer:
         "waiting",
     )
 
-    def __init__(self, peer_id: int, fd: int, ip: str, loopback: bool = True) -> None:
+    def __init__(
+        self,
+        peer_id: int,
+        fd: int,
+        ip: str,
+        loopback: bool = True,
+        certificate: tuple[str, ...] = (),
+    ) -> None:
         self.id = peer_id
         self.fd = fd
         self.ip = ip
         self.loopback = loopback
+        #: The names of its TLS client certificate (:mod:`trigear.server.tls`), if any.
+        self.certificate = certificate
+        #: Who it is (:mod:`trigear.server.acl`): its certificate's first name, else the
+        #: name for where it connects from.  Logs show it; the jobs it submits are its.
+        self.identity = certificate[0] if certificate else ("loopback" if loopback else "anonymous")
+        #: What the access control list lets it do; None without one.
+        self.grants: Grants | None = None
         self.client_id = b"-"
         #: Function name -> CAN_DO_TIMEOUT in milliseconds (0: none), in CAN_DO order.
         self.abilities: dict[bytes, int] = {}

@@ -35,6 +35,11 @@ class ServerStatistics:
     internal_errors: int = 0
     store_commits: int = 0
     store_failures: int = 0
+    #: Packets and admin commands the access control list refused.
+    acl_refusals: int = 0
+    #: Connections to a TLS listener closed before their handshake completed (plain
+    #: text, no or a bad certificate, too slow).
+    tls_failures: int = 0
 
 
 @dataclass(slots=True)
@@ -52,6 +57,8 @@ class ServerStats:
     internal_errors: int = 0
     store_commits: int = 0
     store_failures: int = 0
+    acl_refusals: int = 0
+    tls_failures: int = 0
 
     def snapshot(self) -> ServerStatistics:
         """The counters as they are now, frozen."""
