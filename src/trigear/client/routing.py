@@ -16,7 +16,7 @@ S13, S14), kept here and nowhere else:
   (spec S2), and the server attaches the connection once per submit: it sends every
   packet once per submit, all copies of one packet before the next packet (gearmand,
   the Perl server, trigear).  So the i-th copy of each packet goes to the i-th slot, in
-  JOB_CREATED order (:class:`_Slots`), and each submit gets exactly its own copy.
+  JOB_CREATED order, and each submit gets exactly its own copy.
 
 A caller that gives up (cancelled, or leaving a stream early) must not unbalance either
 rule.  Its FIFO entry stays, marked *abandoned*, and still takes its answer, so later
@@ -57,17 +57,12 @@ from .errors import ConnectionLost, GearmanError, JobException, JobFailed, Serve
 from .updates import DataUpdate, StatusUpdate, Update, WarningUpdate
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .connection import Connection
 
 __all__ = ["ANSWER_TO", "Session", "Submission", "Waiter"]
 
-#: The WORK_* packets that end a job, and what :meth:`Submission.finish` calls them.
-_ENDINGS: Final[dict[type[Any], str]] = {
-    P.WorkComplete: "complete",
-    P.WorkFail: "fail",
-    P.WorkException: "exception",
-}
-_PROGRESS: Final = frozenset({P.WorkData, P.WorkWarning, P.WorkStatus})
 _PROBE: Final = encode_request(P.EchoReq(b"trigear: copies"))
 
 #: The in-order answer each request without a job expects (besides ERROR).
@@ -161,18 +156,6 @@ class Submission(Waiter):
             self.updates.append(item)
             self.changed.set()
 
-    def take(self, event: Any) -> None:
-        """This submit's copy of a WORK_* packet of its job."""
-        cls = type(event)
-        if cls is P.WorkData:
-            self.update(DataUpdate(event.data))
-        elif cls is P.WorkWarning:
-            self.update(WarningUpdate(event.data))
-        elif cls is P.WorkStatus:
-            self.update(StatusUpdate(_number(event.numerator), _number(event.denominator)))
-        else:
-            self.finish(_ENDINGS[cls], b"" if cls is P.WorkFail else event.data)
-
     def finish(self, kind: str, data: bytes) -> None:
         self.outcome = (kind, data)
         self.changed.set()
@@ -199,6 +182,44 @@ class Submission(Waiter):
         await self.changed.wait()
 
 
+# What a submit does with its copy of each WORK_* packet, and whether the packet ends the
+# job: one table lookup and one call per packet on the routing's hot path.
+
+
+def _data(job: Submission, ev: Any) -> None:
+    job.update(DataUpdate(ev.data))
+
+
+def _warning(job: Submission, ev: Any) -> None:
+    job.update(WarningUpdate(ev.data))
+
+
+def _status(job: Submission, ev: Any) -> None:
+    job.update(StatusUpdate(_number(ev.numerator), _number(ev.denominator)))
+
+
+def _complete(job: Submission, ev: Any) -> None:
+    job.finish("complete", ev.data)
+
+
+def _fail(job: Submission, ev: Any) -> None:
+    job.finish("fail", b"")
+
+
+def _exception(job: Submission, ev: Any) -> None:
+    job.finish("exception", ev.data)
+
+
+_WORK: Final[dict[type[Any], tuple[Callable[[Submission, Any], None], bool]]] = {
+    P.WorkData: (_data, False),
+    P.WorkWarning: (_warning, False),
+    P.WorkStatus: (_status, False),
+    P.WorkComplete: (_complete, True),
+    P.WorkFail: (_fail, True),
+    P.WorkException: (_exception, True),
+}
+
+
 class _Probe(Waiter):
     """The ECHO_REQ that tells whether a packet's missing copies are still coming (see
     the module docstring); nobody waits for it."""
@@ -213,22 +234,16 @@ class _Probe(Waiter):
         session._probing = False
 
 
-class _Slots:
-    """The submits of one connection attached to one job, in JOB_CREATED order; None for
-    a caller that gave up.  ``turn`` is the slot the next copy of a packet goes to."""
-
-    __slots__ = ("slots", "turn")
-
-    def __init__(self) -> None:
-        self.slots: list[Submission | None] = []
-        self.turn = 0
+#: The submits of one connection attached to one job, in JOB_CREATED order; None for a
+#: caller that gave up.
+_Slots = list["Submission | None"]
 
 
 class Session:
     """The client's session with one server: its :class:`Connection` (the transport) and
     the routing state that matches what the server sends to the calls waiting for it."""
 
-    __slots__ = ("_probing", "_run", "conn", "jobs", "one_copy", "pending")
+    __slots__ = ("_probing", "_run", "_turns", "conn", "jobs", "one_copy", "pending")
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
@@ -238,8 +253,11 @@ class Session:
         self.jobs: dict[bytes, _Slots] = {}
         #: The server sends one copy of each WORK_* per connection, not per submit.
         self.one_copy = False
-        #: A packet that still owes copies to later slots: (its slots, its handle, it).
-        self._run: tuple[_Slots, bytes, Any] | None = None
+        #: Of a handle with several slots, the slot the next copy of a packet goes to,
+        #: while it is not the first.
+        self._turns: dict[bytes, int] = {}
+        #: A packet that still owes copies to later slots: (its slots, it).
+        self._run: tuple[_Slots, Any] | None = None
         #: An ECHO_REQ asking about missing copies is out.
         self._probing = False
 
@@ -255,8 +273,9 @@ class Session:
         empty one, None, if its caller left)."""
         slots = self.jobs.get(handle)
         if slots is None:
-            slots = self.jobs[handle] = _Slots()
-        slots.slots.append(job)
+            self.jobs[handle] = [job]
+        else:
+            slots.append(job)
 
     def forget(self, job: Submission) -> None:
         """Stop routing anything to ``job``: its caller gave up.  Before JOB_CREATED its
@@ -266,9 +285,9 @@ class Session:
             return
         slots = self.jobs.get(job.handle)
         if slots is not None:
-            for i, s in enumerate(slots.slots):
+            for i, s in enumerate(slots):
                 if s is job:
-                    slots.slots[i] = None
+                    slots[i] = None
                     break
 
     async def wait(self, job: Submission, *, until_created: bool) -> None:
@@ -285,64 +304,75 @@ class Session:
 
     def on_events(self, events: list[Any]) -> None:
         """Route a batch the reader decoded (synchronous: the reader's callback)."""
+        jobs = self.jobs
         for ev in events:
             cls = type(ev)
             run = self._run
-            if run is not None and (cls is not type(run[2]) or ev != run[2]):
+            if run is not None and (cls is not type(run[1]) or ev != run[1]):
                 self._one_copy_only(run)
-            if cls in _ENDINGS or cls in _PROGRESS:
-                self._route(ev, cls in _ENDINGS)
-            elif cls in _IN_ORDER and not self._answer(ev):
-                return  # out of step: the connection is closing
-            # NOOP, NO_JOB and JOB_ASSIGN* are for workers; a client ignores them.
+            work = _WORK.get(cls)
+            if work is None:
+                if cls in _IN_ORDER and not self._answer(ev):
+                    return  # out of step: the connection is closing
+                # NOOP, NO_JOB and JOB_ASSIGN* are for workers; a client ignores them.
+                continue
+            slots = jobs.get(ev.handle)
+            if slots is None:
+                continue  # a job no call here follows (or one whose copies all came)
+            if len(slots) == 1:  # the usual case: one submit, one copy
+                job = slots[0]
+                if job is not None:
+                    work[0](job, ev)
+                if work[1]:
+                    del jobs[ev.handle]
+            else:
+                self._route(slots, ev, work)
         if self._run is not None and not self._probing:
             # The read ended between copies: find out whether the rest are coming.
             self._probing = True
             with contextlib.suppress(ConnectionLost):  # gone: lost() follows
                 self.request(_Probe(), _PROBE)
 
-    def _route(self, ev: Any, ends: bool) -> None:
-        """Give a WORK_* packet to the slot whose copy it is (or to every slot of its
-        handle, from a server that sends one copy per connection)."""
+    def _route(
+        self, slots: _Slots, ev: Any, work: tuple[Callable[[Submission, Any], None], bool]
+    ) -> None:
+        """Give a WORK_* packet of a handle with several submits to the slot whose copy it
+        is (or to every slot, from a server that sends one copy per connection)."""
+        take, ends = work
         handle = ev.handle
-        attached = self.jobs.get(handle)
-        if attached is None:
-            return  # a job no call here follows (or one whose copies all came)
-        slots = attached.slots
-        if len(slots) == 1 or self.one_copy:
+        if self.one_copy:
             for job in slots:
                 if job is not None:
-                    job.take(ev)
+                    take(job, ev)
             if ends:
                 del self.jobs[handle]
             return
-        i = attached.turn
+        i = self._turns.pop(handle, 0)
         job = slots[i]
         if job is not None:
-            job.take(ev)
+            take(job, ev)
         i += 1
         if i < len(slots):
-            attached.turn = i
-            self._run = (attached, handle, ev)
+            self._turns[handle] = i
+            self._run = (slots, ev)
             return
-        attached.turn = 0
         self._run = None
         if ends:
             del self.jobs[handle]
 
-    def _one_copy_only(self, run: tuple[_Slots, bytes, Any]) -> None:
+    def _one_copy_only(self, run: tuple[_Slots, Any]) -> None:
         """Something else came while ``run``'s packet owed copies: the server sends one
         copy per connection.  The remaining slots get that packet, and from now on every
         slot gets every packet."""
-        attached, handle, ev = run
+        slots, ev = run
         self._run = None
         self.one_copy = True
-        for job in attached.slots[attached.turn :]:
+        take, ends = _WORK[type(ev)]
+        for job in slots[self._turns.pop(ev.handle, 0) :]:
             if job is not None:
-                job.take(ev)
-        attached.turn = 0
-        if type(ev) in _ENDINGS:
-            self.jobs.pop(handle, None)
+                take(job, ev)
+        if ends:
+            self.jobs.pop(ev.handle, None)
 
     def _answer(self, ev: Any) -> bool:
         """Hand an in-order answer to the oldest waiter; False if out of step."""
@@ -366,8 +396,9 @@ class Session:
             waiter.lost(error)
         jobs, self.jobs = self.jobs, {}
         self._run = None
-        for attached in jobs.values():
-            for job in attached.slots:
+        self._turns.clear()
+        for slots in jobs.values():
+            for job in slots:
                 if job is not None and job.outcome is None:
                     job.lost(error)
 
@@ -377,7 +408,5 @@ class Session:
     def followed(self) -> int:
         """Submits whose job's WORK_* are routed to them (not ended, not given up)."""
         return sum(
-            job is not None and job.outcome is None
-            for attached in self.jobs.values()
-            for job in attached.slots
+            job is not None and job.outcome is None for slots in self.jobs.values() for job in slots
         )
