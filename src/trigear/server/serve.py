@@ -399,8 +399,12 @@ async def serve_gearman(
     store: Store | None = None,
     task_status: trio.TaskStatus[Server] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run a Gearman server on ``port`` at ``hosts`` until cancelled (trio style)::
+    """Run a Gearman server on ``port`` at ``hosts`` until cancelled (Trio style)::
 
-    server = await nursery.start(serve_gearman, 0)
+        server = await nursery.start(serve_gearman, 0)
+
+    ``port=0`` picks a free port: ``server.listeners`` holds the bound addresses.  The
+    server stops when the nursery is cancelled or a shutdown (signal handler of the
+    program, admin ``shutdown``) completes; see :class:`Server` for both.
     """
     await Server(config, store).serve_tcp(port, hosts, task_status=task_status)
