@@ -184,6 +184,60 @@ async def test_uniques_coalesce(server: ServerProcess) -> None:
     assert results == [b"result of first"] * 2
 
 
+async def test_two_submits_of_one_unique_on_one_client(server: ServerProcess) -> None:
+    """Concurrent calls with one unique share one connection and one job; the server
+    sends each packet once per submit (S2) and each call gets exactly its own copy of
+    every update and of the result."""
+    worker = trigear.Worker(server.address)
+    runs: list[bytes] = []
+    release = anyio.Event()
+
+    @worker.function("shared")
+    async def shared(job: trigear.Job) -> bytes:
+        runs.append(job.data)
+        await release.wait()
+        await job.send_data(b"d")
+        await job.send_status(1, 2)
+        await job.send_warning(b"w")
+        await job.send_data(b"d")
+        return b"result of " + job.data
+
+    streams: dict[str, list[trigear.Update]] = {}
+    results: dict[str, bytes] = {}
+    with anyio.fail_after(20):
+        async with serving(worker), trigear.open_client(server.address) as client:
+
+            async def read(name: str, data: bytes) -> None:
+                streams[name] = []
+                async with client.submit_stream("shared", data, unique="one") as job:
+                    async for update in job:
+                        streams[name].append(update)
+                results[name] = job.result
+
+            async def call(name: str, data: bytes) -> None:
+                results[name] = await client.submit("shared", data, unique="one")
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(read, "a", b"first")
+                await until(lambda: bool(runs))
+                tg.start_soon(read, "b", b"second")
+                tg.start_soon(call, "c", b"third")
+                await until(lambda: client.statistics().jobs == 3)
+                release.set()
+            assert client.statistics() == trigear.ClientStatistics(
+                connections=1, connections_opened=1, pending=0, jobs=0
+            )
+    assert runs == [b"first"]
+    assert results == dict.fromkeys("abc", b"result of first")
+    if server.legacy:
+        # The Perl server has no WORK_DATA/WORK_WARNING; the worker skips them.
+        want: list[trigear.Update] = [trigear.StatusUpdate(1, 2)]
+    else:
+        data = trigear.DataUpdate(b"d")
+        want = [data, trigear.StatusUpdate(1, 2), trigear.WarningUpdate(b"w"), data]
+    assert streams == {"a": want, "b": want}
+
+
 async def test_status(server: ServerProcess) -> None:
     worker = trigear.Worker(server.address)
     started = anyio.Event()

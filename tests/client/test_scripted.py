@@ -91,6 +91,8 @@ async def test_cancel_after_job_created_drops_later_work_packets() -> None:
 
 
 async def test_coalesced_submits_on_one_connection_both_get_the_result() -> None:
+    """Two submits of one unique on one connection: the server (as gearmand) answers
+    each, and sends each packet once per submit (spec S2); each call gets its copy."""
     async with fake_servers() as [fake], trigear.open_client(fake.address) as client:
         results: list[bytes] = []
 
@@ -105,7 +107,8 @@ async def test_coalesced_submits_on_one_connection_both_get_the_result() -> None
             tg.start_soon(one)
             await peer.expect(P.SubmitJob)
             await peer.send(P.JobCreated(b"H:1"), P.JobCreated(b"H:1"))
-            await peer.send(P.WorkComplete(b"H:1", b"r"))
+            await peer.send(P.WorkStatus(b"H:1", b"1", b"2"), P.WorkStatus(b"H:1", b"1", b"2"))
+            await peer.send(P.WorkComplete(b"H:1", b"r"), P.WorkComplete(b"H:1", b"r"))
         assert results == [b"r", b"r"]
         assert client.statistics() == trigear.ClientStatistics(
             connections=1, connections_opened=1, pending=0, jobs=0

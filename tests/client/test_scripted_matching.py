@@ -146,9 +146,10 @@ async def test_calls_cancelled_on_either_side_of_their_answers() -> None:
         assert client.statistics() == SETTLED
 
 
-async def test_an_abandoned_job_created_registers_nothing() -> None:
-    """A submit cancelled before JOB_CREATED: its FIFO entry takes the JOB_CREATED and
-    follows nothing, though the job has not ended (so no WORK_* ever cleans it up)."""
+async def test_an_abandoned_job_created_follows_nothing() -> None:
+    """A submit cancelled before JOB_CREATED: its FIFO entry takes the JOB_CREATED, and
+    its job's WORK_* go to an empty slot (tests/client/test_scripted_copies.py shows why
+    the slot is kept); no call is left following anything."""
     async with fake_servers() as [fake], trigear.open_client(fake.address) as client:
         peer = await connected(fake, client)
         async with anyio.create_task_group() as tg:
@@ -166,7 +167,8 @@ async def test_an_abandoned_job_created_registers_nothing() -> None:
 
 async def test_a_submit_cancelled_after_job_created_is_unregistered_at_once() -> None:
     """Two submits of one unique share a handle (spec S2); the one cancelled after
-    JOB_CREATED stops being followed at once, the other still gets the result."""
+    JOB_CREATED stops being followed at once, the other still gets its copy of the
+    result."""
     async with fake_servers() as [fake], trigear.open_client(fake.address) as client:
         peer = await connected(fake, client)
         async with anyio.create_task_group() as tg:
@@ -179,7 +181,11 @@ async def test_a_submit_cancelled_after_job_created_is_unregistered_at_once() ->
             assert client.statistics().jobs == 3
             await calls.cancel("a", "s")
             assert client.statistics().jobs == 1  # before the jobs end
-            await peer.send(P.WorkComplete(b"H:k", b"k done"), P.WorkComplete(b"H:s", b"s"))
+            await peer.send(
+                P.WorkComplete(b"H:k", b"k done"),
+                P.WorkComplete(b"H:k", b"k done"),
+                P.WorkComplete(b"H:s", b"s"),
+            )
         assert calls.results == {"b": b"k done"}
         assert client.statistics() == SETTLED
 

@@ -1,10 +1,8 @@
 """PHP, Perl and Node clients and workers, through gearmand and through trigear.
 
 Every check runs against both servers: what passes against gearmand must pass against
-trigear.  The exceptions are named where they stand: a check that fails against trigear
-only because trigear attaches a connection once where S2 says "once per submit" is a
-strict xfail (the dispatcher fix flips it), and where gearmand is wrong (its stray NUL
-after WORK_FAIL, S7) the test asserts gearmand's bug and trigear's right answer.
+trigear.  Where gearmand is wrong (its stray NUL after WORK_FAIL, S7) the test asserts
+gearmand's bug and trigear's right answer.
 
 The peers and the contract their scripts speak: ``language_peers.py``.  The module
 shares one gearmand and one trigear; each test keeps to its own function names.
@@ -33,15 +31,8 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.interop
 
-S2_XFAIL = pytest.mark.xfail(strict=True, reason="S2: one attachment per submit")
 BOTH = pytest.mark.parametrize("server", ["gearmand", "trigear"], indirect=True)
-#: trigear fails these only because it attaches a connection once, not once per submit.
-BOTH_S2 = pytest.mark.parametrize(
-    "server", ["gearmand", pytest.param("trigear", marks=S2_XFAIL)], indirect=True
-)
 EACH = pytest.mark.parametrize("lang", LANGUAGES, indirect=True)
-#: Milliseconds a client waits for the task trigear leaves hanging before the S2 fix.
-HANG_MS = 2000
 
 
 @pytest.fixture
@@ -210,14 +201,14 @@ def test_coalescing_two_connections(server: ServerProc, lang: Language, fn: str)
 STATUS_FANOUT = {"php": 1, "perl": 2, "node": 1}
 
 
-@BOTH_S2
+@BOTH
 @EACH
 def test_coalescing_one_connection(server: ServerProc, lang: Language, fn: str) -> None:
     """One connection submits one unique twice: it gets JOB_CREATED twice and every
     packet once per submit, so each of its two tasks ends exactly once (S2)."""
     body = "data:d;warning:w;status:1/2;complete:r"
     tasks = [Task(fn, body, unique="twice"), Task(fn, body, unique="twice")]
-    with client(lang, server.port, plan(*tasks, timeout_ms=HANG_MS)) as c:
+    with client(lang, server.port, plan(*tasks)) as c:
         c.wait_created(2)
         with worker(lang, server.port, 1, fn) as w:
             w.finish()

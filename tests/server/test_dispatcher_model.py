@@ -2,13 +2,15 @@
 
 The model keeps, for every connection, the exact stream of packets the spec says it must
 receive (JOB_CREATED in submit order, held back while a durable commit is pending; WORK_*
-to every attached foreground client; JOB_ASSIGN by priority, FIFO and round-robin; NOOP
-once per sleep; ERROR JOB_NOT_FOUND for forged results), and for every job its state,
-worker, clients and attempts.  After every step the dispatcher's output and state must
+once per attached foreground submit, so a connection that submitted one unique three
+times gets each packet three times in a row (S2); JOB_ASSIGN by priority, FIFO and
+round-robin; NOOP once per sleep; ERROR JOB_NOT_FOUND for forged results;
+STATUS_RES_UNIQUE counting attached submits), and for every job its state, worker,
+attachments and attempts.  After every step the dispatcher's output and state must
 equal the model's, and the invariants the spec names are checked on their own as well:
-each job ends exactly once, nothing acknowledged is lost, only owners finish jobs, the
-queues are consistent, JOB_CREATED keeps submit order (S1), and no sleep gets two NOOPs
-(S5).
+each job ends exactly once and every foreground submit gets exactly one terminal packet,
+nothing acknowledged is lost, only owners finish jobs, the queues are consistent,
+JOB_CREATED keeps submit order (S1), and no sleep gets two NOOPs (S5).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from trigear.protocol.packets import (
     Error,
     Event,
     GetStatus,
+    GetStatusUnique,
     GrabJob,
     GrabJobAll,
     GrabJobUniq,
@@ -50,6 +53,7 @@ from trigear.protocol.packets import (
     PreSleep,
     ResetAbilities,
     StatusRes,
+    StatusResUnique,
     SubmitJob,
     SubmitJobBg,
     SubmitJobEpoch,
@@ -119,6 +123,7 @@ class MJob:
     bg: bool
     reducer: bytes | None = None
     when: int | None = None
+    #: One client id per attached foreground submit, in submit order (S2).
     clients: list[int] = field(default_factory=list)
     state: str = "QUEUED"
     worker: int | None = None
@@ -145,8 +150,11 @@ class MPeer:
     gone: bool = False
     # client side
     exceptions: bool = False
+    #: One handle per attachment this connection holds (a handle once per submit).
     jobs: list[bytes] = field(default_factory=list)
-    fg_handles: set[bytes] = field(default_factory=set)
+    #: Foreground submits per handle answered with JOB_CREATED: each must get exactly
+    #: one terminal packet once the job ends.
+    fg_submits: Counter[bytes] = field(default_factory=Counter)
     terminals: Counter[bytes] = field(default_factory=Counter)
     # worker side
     abilities: dict[bytes, int] = field(default_factory=dict)
@@ -362,11 +370,13 @@ class DispatcherModel(RuleBasedStateMachine):
             job = self.jobs[h]
             if bg:
                 job.bg = True
-            elif c.peer.id not in job.clients:
+            else:
+                # S2: one attachment per submit, also for a connection attached already.
+                if c.peer.id in job.clients:
+                    event("submit: same connection attached again")
                 job.clients.append(c.peer.id)
                 c.jobs.append(h)
-            if not bg:
-                c.fg_handles.add(h)
+                c.fg_submits[h] += 1
             self.reply(c, job, bg)
         else:
             h = PREFIX + b"%d" % self.next_handle
@@ -378,7 +388,7 @@ class DispatcherModel(RuleBasedStateMachine):
             if not bg:
                 job.clients.append(c.peer.id)
                 c.jobs.append(h)
-                c.fg_handles.add(h)
+                c.fg_submits[h] += 1
             if bg and self.durable:
                 job.state = "COMMITTING"
             self.reply(c, job, bg)
@@ -461,6 +471,37 @@ class DispatcherModel(RuleBasedStateMachine):
         c = self.pick(False, i)
         ev = SUBMITS[(prio, bg)](func, unique, data)
         self.do_submit(c, ev, func, unique, data, prio, bg)
+
+    @precondition(lambda self: self.has_clients() and bool(self.keys))
+    @rule(i=st.integers(0, 99), j=st.integers(0, 999), prio=st.integers(0, 2), bg=st.booleans())
+    def resubmit(self, i: int, j: int, prio: int, bg: bool) -> None:
+        """Submit the unique of a live job again, mostly from a connection attached to it
+        already: the case S2 counts per submit."""
+        (func, key), h = sorted(self.keys.items())[j % len(self.keys)]
+        job = self.jobs[h]
+        attached = [self.peers[cid] for cid in job.clients if not self.peers[cid].gone]
+        c = attached[i % len(attached)] if attached and i % 4 else self.pick(False, i)
+        unique, data = (job.unique, job.data) if job.unique == b"-" else (key, DATAS[j % 2])
+        ev = SUBMITS[(prio, bg)](func, unique, data)
+        self.do_submit(c, ev, func, unique, data, prio, bg)
+
+    @precondition(has_clients)
+    @rule(i=st.integers(0, 99), unique=st.sampled_from([*UNIQUES, b"d1", b"nope"]))
+    def get_status_unique(self, i: int, unique: bytes) -> None:
+        """S13: known, running, the worker's numbers and the attached submits."""
+        c = self.pick(False, i)
+        exp = StatusResUnique(unique, False, False, 0, 0, 0)
+        # The server looks the unique up in its functions in the order it made them.
+        for name in self.d_().funcs if unique else ():
+            h = self.keys.get((name, unique))
+            job = self.jobs[h] if h is not None else None
+            if job is not None and job.state != "COMMITTING":
+                running = job.state == "RUNNING"
+                n, d, waiting = job.numerator, job.denominator, len(job.clients)
+                exp = StatusResUnique(unique, True, running, n, d, waiting)
+                break
+        self.send_to(c.peer.id, exp)
+        self.d_().handle(c.peer, GetStatusUnique(unique))
 
     @precondition(has_clients)
     @rule(
@@ -814,15 +855,16 @@ class DispatcherModel(RuleBasedStateMachine):
                 continue
             created = {e.handle for e in p.received if isinstance(e, JobCreated)}
             for h, n in p.terminals.items():
-                assert n == 1, f"client {p.peer.id} got {n} terminal packets for {h!r}"
+                submits = p.fg_submits[h]
+                assert n <= submits, f"client {p.peer.id}: {n} terminals, {submits} submits"
                 assert h in created, f"terminal for unknown {h!r}"
-                assert h in p.fg_handles, f"terminal for unknown {h!r}"
             blocked = any(isinstance(e, Pending) and e.event is None for e in p.expected)
             if p.gone or blocked:
                 continue
-            for h in p.fg_handles:
+            for h, submits in p.fg_submits.items():
                 ended = self.jobs[h].state == "DONE"
-                assert p.terminals[h] == ended, (p.peer.id, h, self.jobs[h].ended)
+                want = submits if ended else 0
+                assert p.terminals[h] == want, (p.peer.id, h, self.jobs[h].ended)
 
     def check_s1(self) -> None:
         """JOB_CREATED (or the store's refusal) comes back in submit order."""
@@ -911,7 +953,7 @@ class DispatcherModel(RuleBasedStateMachine):
         d = self.d_()
         for job in self.jobs.values():
             acked = job.bg_acked or any(
-                not self.peers[c].gone and job.handle in self.peers[c].fg_handles
+                not self.peers[c].gone and job.handle in self.peers[c].fg_submits
                 for c in job.clients
             )
             if job.handle in d.jobs:
@@ -948,12 +990,13 @@ class DispatcherModel(RuleBasedStateMachine):
             assert set(self.disk) == stored, (sorted(self.disk), sorted(stored))
             for h in stored:
                 assert self.disk[h].attempts == d.jobs[h].attempts
-        # Every client still connected got exactly one terminal per ended job it holds.
+        # Every client still connected got exactly one terminal per foreground submit of
+        # an ended job, and none for a live one.
         for p in self.live(False):
-            for h in p.fg_handles:
+            for h, submits in p.fg_submits.items():
                 job = self.jobs[h]
                 if job.state == "DONE":
-                    assert p.terminals[h] == 1, (p.peer.id, h, job.ended)
+                    assert p.terminals[h] == submits, (p.peer.id, h, job.ended)
                 else:
                     assert p.terminals[h] == 0
 

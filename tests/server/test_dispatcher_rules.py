@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from trigear.protocol import Decoder, Role
 from trigear.protocol.packets import (
     AdminCommand,
-    CanDo,
     CanDoTimeout,
     Error,
-    Event,
     GetStatus,
     GrabJob,
     GrabJobUniq,
@@ -31,49 +28,9 @@ from trigear.protocol.packets import (
 )
 from trigear.server.admin import parse_maxqueue
 from trigear.server.config import ServerConfig
-from trigear.server.dispatcher import Dispatcher
-from trigear.server.state import JobState, Peer
+from trigear.server.state import JobState
 
-
-class Harness:
-    def __init__(self, config: ServerConfig | None = None, *, durable: bool = False) -> None:
-        self.d = Dispatcher(config or ServerConfig(job_handle_prefix="t"), durable=durable)
-        self.d.now = 10.0
-        self.d.wall = 1_000_000.0
-        self.decoders: dict[int, Decoder] = {}
-        self.n = 0
-
-    def peer(self, *funcs: bytes) -> Peer:
-        self.n += 1
-        p = Peer(self.n, 100 + self.n, "127.0.0.1")
-        self.d.connect(p)
-        self.decoders[p.id] = Decoder(Role.CLIENT)
-        for f in funcs:
-            self.d.handle(p, CanDo(f))
-        return p
-
-    def send(self, p: Peer, *events: Event) -> list[Event]:
-        for ev in events:
-            self.d.handle(p, ev)
-        return self.recv(p)
-
-    def recv(self, p: Peer) -> list[Event]:
-        data = b"".join(p.out)
-        p.out.clear()
-        dec = self.decoders[p.id]
-        dec.receive_data(data)
-        return dec.receive_events()
-
-    def text(self, p: Peer) -> bytes:
-        data = b"".join(p.out)
-        p.out.clear()
-        return data
-
-    def grab(self, w: Peer) -> bytes:
-        (ev,) = self.send(w, GrabJob())
-        assert isinstance(ev, JobAssign), ev
-        return ev.handle
-
+from .dispatcher_harness import Harness
 
 # --- S10 retry limit ------------------------------------------------------------------
 

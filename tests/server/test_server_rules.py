@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 import trio
+import trio.testing
 
 from trigear.protocol.packets import (
     CanDo,
@@ -122,6 +123,52 @@ async def test_s2_coalescing_by_function_and_unique(
         assert await c.recv() == WorkData(h, b"d")
         assert await c.recv() == WorkComplete(h, b"done")
     await c3.nothing()
+
+
+async def test_s2_one_attachment_per_submit_not_per_connection(
+    autojump_clock: MockClock, connect: Connect
+) -> None:
+    """One connection submits one unique twice: JOB_CREATED twice, then every WORK_*
+    twice, each packet's copies together, so each of its tasks ends once (gearmand's
+    bytes, see tests/interop/test_per_submit_wire.py).  The waiting count counts submits,
+    and they all go with the connection."""
+    c, other = await connect(), await connect()
+    await c.send(SubmitJob(b"f", b"u1", b"one"), SubmitJob(b"f", b"u1", b"two"))
+    h = await created(c)
+    assert await created(c) == h
+    await other.send(SubmitJob(b"f", b"u1", b"three"))
+    assert await created(other) == h
+    await other.send(GetStatusUnique(b"u1"))
+    assert await other.recv() == StatusResUnique(b"u1", True, False, 0, 0, 3)
+    w = await worker(connect, b"f")
+    job = await grab(w)
+    assert (job.handle, job.data) == (h, b"one")
+    await w.send(WorkData(h, b"d"), WorkStatus(h, b"1", b"2"), WorkComplete(h, b"result"))
+    assert await c.recv_n(6) == [
+        WorkData(h, b"d"),
+        WorkData(h, b"d"),
+        WorkStatus(h, b"1", b"2"),
+        WorkStatus(h, b"1", b"2"),
+        WorkComplete(h, b"result"),
+        WorkComplete(h, b"result"),
+    ]
+    assert await other.recv_n(3) == [
+        WorkData(h, b"d"),
+        WorkStatus(h, b"1", b"2"),
+        WorkComplete(h, b"result"),
+    ]
+    await c.nothing()
+    # Two submits again; when the connection goes, both attachments go (S12).
+    await c.send(SubmitJob(b"f", b"u2", b"a"), SubmitJob(b"f", b"u2", b"b"))
+    h2 = await created(c)
+    assert await created(c) == h2
+    await other.send(SubmitJob(b"f", b"u2", b"c"), GetStatusUnique(b"u2"))
+    assert await created(other) == h2
+    assert await other.recv() == StatusResUnique(b"u2", True, False, 0, 0, 3)
+    await c.stream.aclose()
+    await trio.testing.wait_all_tasks_blocked()
+    await other.send(GetStatusUnique(b"u2"))
+    assert await other.recv() == StatusResUnique(b"u2", True, False, 0, 0, 1)
 
 
 async def test_s2_empty_unique_never_coalesces_and_dash_means_payload(

@@ -8,9 +8,12 @@ How a call maps to the wire, and what cancelling it does (see ``docs/client.md``
   answers to calls (:mod:`.routing`: a FIFO for in-order answers, WORK_* by handle).
 * A call cancelled before its packet is queued sent nothing.  A call cancelled after
   that leaves its FIFO entry abandoned: the entry still takes the answer (so later calls
-  stay matched), and a JOB_CREATED it takes registers nothing.  A call cancelled after
-  JOB_CREATED is unregistered at once.  The connection stays usable in every case;
-  packets are queued whole, so no half packet is ever left on the wire.
+  stay matched).  A foreground submit's place among the submits attached to its job
+  stays until the job ends, empty, swallowing the copies of WORK_* the server still
+  sends it (spec S2: one attachment per submit), so other submits of the same unique
+  keep getting exactly their own; the cancelled call's own state is dropped at once.
+  The connection stays usable in every case; packets are queued whole, so no half
+  packet is ever left on the wire.
   :meth:`Client.statistics` counts connections opened, so a test can tell "the
   connection survived" from "the client quietly reconnected".
 * A submit whose connection dies before JOB_CREATED is retried on the next server (the
@@ -81,7 +84,9 @@ class ClientStatistics:
     connections_opened: int
     #: Requests whose in-order answer has not come yet, abandoned ones included.
     pending: int
-    #: Foreground submits whose job's WORK_* packets are being routed to them.
+    #: Foreground submits whose job's WORK_* packets are being routed to them (a
+    #: submit whose caller gave up is not counted, though its place swallows the
+    #: packets until its job ends).
     jobs: int
 
 

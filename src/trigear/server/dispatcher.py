@@ -262,7 +262,9 @@ class Dispatcher:
         return job
 
     def _forward(self, job: JobRecord, event: Event) -> None:
-        """Send a worker's packet on to the job's waiting clients (S6)."""
+        """Send a worker's packet on to the job's waiting clients (S6): once per
+        attached submit, in submit order, so a connection attached twice gets it twice
+        in a row (S2)."""
         if job.clients:
             pkt = encode_response(event)
             for c in job.clients:
@@ -375,6 +377,7 @@ class Dispatcher:
             self._send(peer, encode_response(StatusResUnique(event.unique, False, False, 0, 0, 0)))
             return
         running = job.state is JobState.RUNNING
+        # The waiting count is gearmand's: attached foreground submits, not connections.
         status = StatusResUnique(
             event.unique, True, running, job.numerator, job.denominator, len(job.clients)
         )

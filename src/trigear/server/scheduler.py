@@ -6,7 +6,10 @@ of running jobs (S11) and the times of epoch jobs (S15).  Its rules:
 
 * A submit with the unique of a live job joins it and gets its handle (S2); otherwise a
   full queue refuses it (S18), and so does a draining server, unless it is a background
-  job for a durable store (S21).  A durable background job runs, and is acknowledged,
+  job for a durable store (S21).  A foreground submit attaches its connection to the
+  job once per submit, not once per connection, as gearmand does: ``JobRecord.clients``
+  may hold one connection several times, and everything sent to "the clients" goes to
+  each entry, so each submit gets its own copy.  A durable background job runs, and is acknowledged,
   only once the store has it (S19, see :mod:`trigear.server.commits`).
 * A worker gets HIGH before NORMAL before LOW across all its functions, FIFO within a
   level, and its functions take turns at a level (S3).
@@ -213,7 +216,11 @@ class Scheduler:
         self.enqueue_new(job, wall)
 
     def _join(self, peer: Peer, job: JobRecord, bg: bool) -> None:
-        """A submit that matches a live job by unique gets its handle (S2)."""
+        """A submit that matches a live job by unique gets its handle (S2).
+
+        A foreground one attaches once per submit, also when its connection is attached
+        already: that connection then gets every later WORK_* packet once per submit,
+        as from gearmand, so each of its tasks ends exactly once."""
         self._stats.jobs_coalesced += 1
         if bg:
             job.background = True
@@ -221,8 +228,12 @@ class Scheduler:
             # joins a job whose write is pending, in flight, or failed earlier.
             if self._durable and self._commits.hold_until_stored(peer, job):
                 return
-        elif peer not in job.clients:
-            job.clients = [*job.clients, peer]
+        else:
+            clients = job.clients
+            if clients:
+                clients.append(peer)
+            else:
+                job.clients = [peer]
             peer.jobs.add(job)
         self._send(peer, encode_response(JobCreated(job.handle)))
 
@@ -433,8 +444,8 @@ class Scheduler:
         """``peer`` no longer waits for its foreground jobs: a queued one nobody else
         waits for, and no background submit touched, is dropped (S12)."""
         for job in peer.jobs:
-            if peer in job.clients:
-                job.clients = [c for c in job.clients if c is not peer]
+            # Every attachment of the connection goes, one per submit it made (S2).
+            job.clients = [c for c in job.clients if c is not peer]
             if not job.clients and not job.background and job.state is _QUEUED:
                 self.finish(job)
         peer.jobs.clear()

@@ -76,9 +76,11 @@ class JobRecord:
         self.reducer: bytes | None = None
         self.when: int | None = None
         self.attempts = 0
-        #: Foreground clients waiting for the result (S2, S6).  A shared empty tuple
-        #: until the first one attaches: most queued jobs are background jobs, and an
-        #: empty list would cost 56 bytes each.
+        #: The foreground submits waiting for the result, as their connections, in
+        #: submit order: one entry per submit, so a connection that submitted the same
+        #: unique twice is in it twice and gets every WORK_* packet twice (S2, S6).  A
+        #: shared empty tuple until the first one attaches: most queued jobs are
+        #: background jobs, and an empty list would cost 56 bytes each.
         self.clients: list[Peer] | tuple[()] = ()
         self.worker: Peer | None = None
         self.state = _QUEUED
@@ -209,7 +211,8 @@ class Peer:
         self.exceptions = False
         #: Jobs assigned to this connection as a worker, by handle.
         self.held: dict[bytes, JobRecord] = {}
-        #: Foreground jobs this connection waits on as a client.
+        #: Foreground jobs this connection waits on as a client (once each, however
+        #: many of its submits are attached to one).
         self.jobs: set[JobRecord] = set()
         #: Encoded output not yet handed to the writer.
         self.out: list[bytes] = []
