@@ -19,7 +19,7 @@ from trigear.protocol.packets import JobCreated, SubmitJob, SubmitJobBg, WorkFai
 from trigear.server.config import ServerConfig
 
 from ..peers import free_port
-from ..server.test_dispatcher_rules import Harness
+from ..server.dispatcher_harness import Harness
 from .cluster_helpers import job, member, owners, query
 
 if TYPE_CHECKING:

@@ -20,7 +20,7 @@ from trigear.protocol.packets import (
 )
 from trigear.server.config import ServerConfig
 
-from ..server.test_dispatcher_rules import Harness
+from ..server.dispatcher_harness import Harness
 from .cluster_helpers import job
 
 
