@@ -6,7 +6,7 @@ import os
 
 import nox
 
-nox.options.sessions = ["tests", "lint", "typecheck", "docs", "interop"]
+nox.options.sessions = ["tests", "tests_compiled", "lint", "typecheck", "docs", "interop"]
 nox.options.reuse_existing_virtualenvs = True
 
 PY = "3.11"
@@ -17,8 +17,38 @@ def tests(session: nox.Session) -> None:
     """The whole suite but the real-peer interop tests, with branch coverage; the report
     fails below `fail_under` in pyproject.toml."""
     session.install("-e", ".[test]")
-    session.run("coverage", "run", "-m", "pytest", "-m", "not interop", *session.posargs)
+    session.run(
+        "coverage",
+        "run",
+        "-m",
+        "pytest",
+        "-m",
+        "not interop",
+        *session.posargs,
+        env={"TRIGEAR_EXPECT_COMPILED": "0"},
+    )
     session.run("coverage", "report", "--skip-covered")
+
+
+@nox.session(python=PY)
+def tests_compiled(session: nox.Session) -> None:
+    """The same suite against the package as ``pip install .`` builds it, with the hot
+    modules compiled by mypyc (``TRIGEAR_COMPILE=1``: the build fails rather than fall
+    back to pure Python).  Installed from a wheel, not editable, so the tests import it
+    from site-packages; ``tests/test_build.py`` checks that they do, and that a build
+    without a working C compiler installs pure Python."""
+    # Reinstall on every run: the sources may have changed since the last build.
+    session.run("pip", "uninstall", "-q", "-y", "trigear")
+    session.install(".[test]", env={"TRIGEAR_COMPILE": "1"})
+    # For the fallback build test, which builds without isolation.
+    session.install("setuptools>=77", "mypy>=1.10")
+    session.run(
+        "pytest",
+        "-m",
+        "not interop",
+        *session.posargs,
+        env={"TRIGEAR_EXPECT_COMPILED": "1", "TRIGEAR_BUILD_TESTS": "1"},
+    )
 
 
 @nox.session(python=PY)
@@ -49,8 +79,8 @@ def chaos(session: nox.Session) -> None:
 @nox.session(python=PY)
 def lint(session: nox.Session) -> None:
     session.install("ruff>=0.5")
-    session.run("ruff", "check", "src", "tests", "benchmarks", "noxfile.py")
-    session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "check", "src", "tests", "benchmarks", "noxfile.py", "setup.py")
+    session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "noxfile.py", "setup.py")
 
 
 @nox.session(python=PY)

@@ -14,6 +14,9 @@ The public API, in one place (``tests/test_exports.py`` pins it):
   ``Server.statistics()`` returns, and :func:`open_store` for a durable store;
 * :class:`Priority`, and the sans-IO protocol core as :mod:`trigear.protocol`.
 
+``trigear.compiled`` is True when the hot modules run compiled by mypyc, False when the
+package is pure Python (``docs/performance.md`` says how either is installed).
+
 Names are imported on first use, so ``import trigear.protocol`` loads the protocol core
 and nothing else (no anyio, no trio), and a client program never imports the server.
 """
@@ -53,6 +56,9 @@ if TYPE_CHECKING:
     from .protocol.packets import Priority
     from .server import Server, ServerConfig, ServerStatistics, serve_gearman
     from .store import open_store
+
+    #: The hot modules are compiled with mypyc (see :func:`_compiled`).
+    compiled: bool
 
 #: Public name -> the module that defines it.
 _EXPORTS: dict[str, str] = {
@@ -124,7 +130,18 @@ __all__ = [
 ]
 
 
+def _compiled() -> bool:
+    """True when the codec (compiled along with the rest of the hot path) was loaded
+    from an extension module rather than from its ``.py`` file."""
+    from .protocol import codec
+
+    return not (codec.__file__ or "").endswith(".py")
+
+
 def __getattr__(name: str) -> Any:
+    if name == "compiled":
+        globals()["compiled"] = value = _compiled()
+        return value
     if name == "protocol":
         return importlib.import_module("trigear.protocol")
     module = _EXPORTS.get(name)

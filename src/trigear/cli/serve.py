@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from .. import compiled
 from .._version import __version__
 from ..protocol.limits import Limits
 from ..server.acl import Acl, AclError
@@ -218,7 +219,8 @@ def build_parser(prog: str = "trigear serve") -> argparse.ArgumentParser:
     )
     ops.add_argument("-l", "--log-file", metavar="PATH", help="log here instead of stderr")
     ops.add_argument("-P", "--pid-file", metavar="PATH", help="write the process id here")
-    ops.add_argument("--version", action="version", version=f"trigear {__version__}")
+    build = "compiled with mypyc" if compiled else "pure Python"
+    ops.add_argument("--version", action="version", version=f"trigear {__version__} ({build})")
     return p
 
 

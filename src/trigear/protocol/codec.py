@@ -299,8 +299,9 @@ class Decoder:
         """
         return self.buffered > 0 or self._skip > 0
 
-    def receive_data(self, data: bytes) -> None:
-        """Add bytes from the peer.  Cheap: nothing is parsed until events are asked for.
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Add bytes from the peer (any bytes-like object: a stream's ``receive_some``
+        may return a bytearray).  Cheap: nothing is parsed until events are asked for.
 
         Once the decoder has raised an error with ``close`` set, input is dropped: a
         connection that is going away cannot make it buffer anything.
@@ -622,12 +623,15 @@ def _field_kinds(cls: type[Any]) -> list[str]:
     return kinds
 
 
-def _check_slow(event: Any, limits: Limits) -> None:
+def _check_slow(event: Any, limits: Limits) -> Any:
+    """Check every field of ``event`` and say exactly what is wrong; return the event with
+    its bytes-like fields as ``bytes`` (and bools as ints), which the encoders expect."""
     cls = type(event)
     name_of = cls.__name__
     fields = cls._fields
     kinds = _KINDS[cls]
     body = len(fields) - 1 if fields else 0
+    values: list[Any] = []
     for i, (name, kind, value) in enumerate(zip(fields, kinds, event, strict=True)):
         where = f"{name_of}.{name}"
         if kind != "bytes":
@@ -640,6 +644,7 @@ def _check_slow(event: Any, limits: Limits) -> None:
             if value > MAX_NUMBER:
                 raise LocalProtocolError(f"{where} does not fit 64 bits")
             body += len(str(int(value)))
+            values.append(bool(value) if kind == "bool" else int(value))
             continue
         if not isinstance(value, _BYTES_LIKE):
             raise LocalProtocolError(f"{where} must be bytes, not {type(value).__name__}")
@@ -650,10 +655,12 @@ def _check_slow(event: Any, limits: Limits) -> None:
         if limit_name is not None and len(raw) > getattr(limits, limit_name):
             raise LocalProtocolError(f"{where} is over {getattr(limits, limit_name)} bytes")
         body += len(raw)
+        values.append(bytes(raw))
     if body > limits.max_body:
         raise LocalProtocolError(
             f"{name_of} body of {body} bytes is over the limit of {limits.max_body}"
         )
+    return cls._make(values)
 
 
 _Checker = Callable[[Any, Limits], None]
@@ -693,7 +700,7 @@ def _make_checkers(cls: type[Any]) -> tuple[_Checker, _CheckedEncoder]:
         test = (
             f"    {unpack} = event\n"
             f"    if not ({' and '.join(f'({c})' for c in conds)}):\n"
-            f"        _check_slow(event, limits)\n"
+            f"        event = _check_slow(event, limits)\n"
         )
     else:
         test = ""
