@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from ..protocol.packets import Priority
     from .acl import Grants
 
-__all__ = ["Func", "JobRecord", "JobState", "Peer", "PendingReply"]
+__all__ = ["Func", "JobExtras", "JobRecord", "JobState", "Peer", "PendingReply"]
 
 
 class JobState(enum.IntEnum):
@@ -34,25 +34,26 @@ _QUEUED = JobState.QUEUED
 
 
 class JobRecord:
-    """One live job, known by its handle."""
+    """One live job, known by its handle.
+
+    Twelve slots: a queued job costs its record, its handle, unique and payload, and its
+    entries in the job and unique indexes (docs/performance.md counts them).  What few
+    jobs have -- a reducer, an epoch time, an owner, progress, a lost run -- lives in a
+    :class:`JobExtras` made on first use, behind properties of the same names.
+    """
 
     __slots__ = (
-        "attempts",
+        "_extras",
         "background",
         "clients",
         "data",
-        "denominator",
         "func",
         "handle",
-        "numerator",
-        "owner",
         "priority",
-        "reducer",
         "run_id",
         "state",
         "stored",
         "unique",
-        "when",
         "worker",
     )
 
@@ -73,9 +74,6 @@ class JobRecord:
         #: True once any background submit touched the job: never dropped for client
         #: loss (S12).
         self.background = background
-        self.reducer: bytes | None = None
-        self.when: int | None = None
-        self.attempts = 0
         #: The foreground submits waiting for the result, as their connections, in
         #: submit order: one entry per submit, so a connection that submitted the same
         #: unique twice is in it twice and gets every WORK_* packet twice (S2, S6).  A
@@ -84,17 +82,94 @@ class JobRecord:
         self.clients: list[Peer] | tuple[()] = ()
         self.worker: Peer | None = None
         self.state = _QUEUED
-        self.numerator = 0
-        self.denominator = 0
         #: The job is (or is being) written to a durable store.
         self.stored = False
         #: Counts runs, so a timer set for one run does not fire on the next (S11).
         self.run_id = 0
-        #: The identity that submitted it, set only under an access control list.
-        self.owner: str | None = None
+        self._extras: JobExtras | None = None
+
+    def _more(self) -> JobExtras:
+        extras = self._extras
+        if extras is None:
+            extras = self._extras = JobExtras()
+        return extras
+
+    @property
+    def reducer(self) -> bytes | None:
+        """SUBMIT_REDUCE_JOB's reducer, else None."""
+        return None if self._extras is None else self._extras.reducer
+
+    @reducer.setter
+    def reducer(self, value: bytes | None) -> None:
+        if value is not None or self._extras is not None:
+            self._more().reducer = value
+
+    @property
+    def when(self) -> int | None:
+        """SUBMIT_JOB_EPOCH's unix time to run at, else None (S15)."""
+        return None if self._extras is None else self._extras.when
+
+    @when.setter
+    def when(self, value: int | None) -> None:
+        if value is not None or self._extras is not None:
+            self._more().when = value
+
+    @property
+    def owner(self) -> str | None:
+        """The identity that submitted it, set only under an access control list."""
+        return None if self._extras is None else self._extras.owner
+
+    @owner.setter
+    def owner(self, value: str | None) -> None:
+        if value is not None or self._extras is not None:
+            self._more().owner = value
+
+    @property
+    def attempts(self) -> int:
+        """Runs lost so far (S9, S10)."""
+        return 0 if self._extras is None else self._extras.attempts
+
+    @attempts.setter
+    def attempts(self, value: int) -> None:
+        if value or self._extras is not None:
+            self._more().attempts = value
+
+    @property
+    def numerator(self) -> int:
+        """The last WORK_STATUS's numerator (0 before one)."""
+        return 0 if self._extras is None else self._extras.numerator
+
+    @numerator.setter
+    def numerator(self, value: int) -> None:
+        if value or self._extras is not None:
+            self._more().numerator = value
+
+    @property
+    def denominator(self) -> int:
+        """The last WORK_STATUS's denominator (0 before one)."""
+        return 0 if self._extras is None else self._extras.denominator
+
+    @denominator.setter
+    def denominator(self, value: int) -> None:
+        if value or self._extras is not None:
+            self._more().denominator = value
 
     def __repr__(self) -> str:
         return f"<JobRecord {self.handle!r} {self.func.name!r} {self.state.name}>"
+
+
+class JobExtras:
+    """The fields of a :class:`JobRecord` that most jobs never set, made on first use."""
+
+    __slots__ = ("attempts", "denominator", "numerator", "owner", "reducer", "when")
+
+    def __init__(self) -> None:
+        self.reducer: bytes | None = None
+        self.when: int | None = None
+        self.owner: str | None = None
+        self.attempts = 0
+        self.numerator = 0
+        self.denominator = 0
 
 
 class Func:
