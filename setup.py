@@ -26,7 +26,8 @@ from setuptools.command.build_ext import build_ext
 #: The modules compiled: where a server spends its time per packet, measured under load
 #: (docs/performance.md).  Each is plain typed Python that also runs uncompiled.
 COMPILED = [
-    "src/trigear/protocol/codec.py",
+    "src/trigear/protocol/decoder.py",
+    "src/trigear/protocol/encoder.py",
     "src/trigear/server/dispatcher.py",
     "src/trigear/server/scheduler.py",
     "src/trigear/server/state.py",

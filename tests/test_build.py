@@ -17,16 +17,17 @@ from pathlib import Path
 import pytest
 
 import trigear
-from trigear.protocol import codec
+from trigear.protocol import decoder, encoder
 from trigear.server import dispatcher
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_compiled_is_a_bool_that_matches_the_modules_loaded() -> None:
-    assert trigear.compiled is (not (codec.__file__ or "").endswith(".py"))
+    assert trigear.compiled is (not (decoder.__file__ or "").endswith(".py"))
     # The hot modules are compiled together or not at all.
-    assert trigear.compiled is (not (dispatcher.__file__ or "").endswith(".py"))
+    for module in (encoder, dispatcher):
+        assert trigear.compiled is (not (module.__file__ or "").endswith(".py"))
 
 
 @pytest.mark.skipif(
@@ -71,7 +72,7 @@ def test_a_build_without_a_working_compiler_installs_pure_python(tmp_path: Path)
     )
     (built,) = (tmp_path / "pure").glob("trigear-*.whl")
     names = zipfile.ZipFile(built).namelist()
-    assert "trigear/protocol/codec.py" in names
+    assert "trigear/protocol/decoder.py" in names
     assert not [n for n in names if n.endswith(".so")]
 
     forced = subprocess.run(

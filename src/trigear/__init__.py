@@ -131,11 +131,11 @@ __all__ = [
 
 
 def _compiled() -> bool:
-    """True when the codec (compiled along with the rest of the hot path) was loaded
+    """True when the decoder (compiled along with the rest of the hot path) was loaded
     from an extension module rather than from its ``.py`` file."""
-    from .protocol import codec
+    from .protocol import decoder
 
-    return not (codec.__file__ or "").endswith(".py")
+    return not (decoder.__file__ or "").endswith(".py")
 
 
 def __getattr__(name: str) -> Any:
