@@ -71,6 +71,7 @@ from .acl import admin_command
 
 if TYPE_CHECKING:
     from .acl import Acl, Grants
+    from .jobindex import JobIndex
     from .state import Func, JobRecord, Peer
     from .stats import ServerStats
 
@@ -107,7 +108,7 @@ class GuardedView(Protocol):
     def stats(self) -> ServerStats: ...
 
     @property
-    def jobs(self) -> dict[bytes, JobRecord]: ...
+    def jobs(self) -> JobIndex: ...
 
     @property
     def funcs(self) -> Mapping[bytes, Func]: ...

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 from ..protocol.encoder import encode_response
 from ..protocol.packets import Error, JobCreated, Noop, Priority, WorkFail
+from .jobindex import JobIndex
 from .state import Func, JobRecord, JobState
 
 if TYPE_CHECKING:
@@ -75,13 +76,13 @@ class Scheduler:
         first_handle: int = 1,
     ) -> None:
         self.funcs: dict[bytes, Func] = {}
-        self.jobs: dict[bytes, JobRecord] = {}
+        self._handle_prefix = b"H:" + config.job_handle_prefix.encode() + b":"
+        self.jobs = JobIndex(self._handle_prefix)
         #: While draining (S21) no job is handed out, and only durable background
         #: submits are taken.
         self.draining = False
         #: While paused (a cluster member whose lease ran out) no job is handed out.
         self.paused = False
-        self._handle_prefix = b"H:" + config.job_handle_prefix.encode() + b":"
         self._next_handle = first_handle
         self._stats = stats
         self._send = output.send
@@ -104,10 +105,11 @@ class Scheduler:
     def last_handle_number(self) -> int:
         return self._next_handle - 1
 
-    def _new_handle(self) -> bytes:
+    def _new_handle(self) -> int:
+        """The number of the next handle (the job index's key for it)."""
         n = self._next_handle
         self._next_handle = n + 1
-        return self._handle_prefix + b"%d" % n
+        return n
 
     # --- functions --------------------------------------------------------------------
 
@@ -115,7 +117,7 @@ class Scheduler:
         """The record of function ``name``, created on first use."""
         f = self.funcs.get(name)
         if f is None:
-            f = self.funcs[name] = Func(name)
+            f = self.funcs[name] = Func(name, self._handle_prefix)
             limit = self._maxqueue.get(name)
             if limit is not None:
                 f.maxqueue = limit
@@ -200,7 +202,7 @@ class Scheduler:
         self._stats.jobs_submitted += 1
         job.reducer = reducer
         job.when = when
-        self.jobs[job.handle] = job
+        self.jobs.add(job)
         if key:
             func.uniques[key] = job
         if not bg:
@@ -257,14 +259,15 @@ class Scheduler:
 
     def _restore(self, sj: StoredJob, wall: float) -> None:
         func = self.function(sj.function)
-        job = JobRecord(sj.handle, func, sj.unique, sj.data, Priority(sj.priority), True)
+        handle = self.jobs.key(sj.handle)
+        job = JobRecord(handle, func, sj.unique, sj.data, Priority(sj.priority), True)
         job.when = sj.when
         job.reducer = sj.reducer
         job.attempts = sj.attempts
         job.stored = True
         job.state = _COMMITTING  # so enqueue_new counts it once
         func.counts[job.priority] += 1
-        self.jobs[job.handle] = job
+        self.jobs.add(job)
         key = job.data if job.unique == b"-" else job.unique
         if key and key not in func.uniques:
             func.uniques[key] = job
@@ -390,7 +393,7 @@ class Scheduler:
         elif job.state is not _DONE:
             func.counts[job.priority] -= 1
         job.state = _DONE
-        self.jobs.pop(job.handle, None)
+        self.jobs.discard(job)
         key = job.data if job.unique == b"-" else job.unique
         if key and func.uniques.get(key) is job:
             del func.uniques[key]

@@ -36,7 +36,7 @@ _QUEUED = JobState.QUEUED
 class JobRecord:
     """One live job, known by its handle.
 
-    Twelve slots: a queued job costs its record, its handle, unique and payload, and its
+    Twelve slots: a queued job costs its record, its key, unique and payload, and its
     entries in the job and unique indexes (docs/performance.md counts them).  What few
     jobs have -- a reducer, an epoch time, an owner, progress, a lost run -- lives in a
     :class:`JobExtras` made on first use, behind properties of the same names.
@@ -48,7 +48,7 @@ class JobRecord:
         "clients",
         "data",
         "func",
-        "handle",
+        "key",
         "priority",
         "run_id",
         "state",
@@ -59,14 +59,16 @@ class JobRecord:
 
     def __init__(
         self,
-        handle: bytes,
+        key: int | bytes,
         func: Func,
         unique: bytes,
         data: bytes,
         priority: Priority,
         background: bool,
     ) -> None:
-        self.handle = handle
+        #: Its key in the job index (:mod:`trigear.server.jobindex`): the number of a
+        #: handle this server made, else the handle itself.
+        self.key = key
         self.func = func
         self.unique = unique
         self.data = data
@@ -87,6 +89,14 @@ class JobRecord:
         #: Counts runs, so a timer set for one run does not fire on the next (S11).
         self.run_id = 0
         self._extras: JobExtras | None = None
+
+    @property
+    def handle(self) -> bytes:
+        """The job handle, made from the key when it is a number."""
+        key = self.key
+        if isinstance(key, bytes):
+            return key
+        return self.func.handle_prefix + b"%d" % key
 
     def _more(self) -> JobExtras:
         extras = self._extras
@@ -177,6 +187,7 @@ class Func:
 
     __slots__ = (
         "counts",
+        "handle_prefix",
         "maxqueue",
         "name",
         "queues",
@@ -186,8 +197,10 @@ class Func:
         "workers",
     )
 
-    def __init__(self, name: bytes) -> None:
+    def __init__(self, name: bytes, handle_prefix: bytes = b"") -> None:
         self.name = name
+        #: The handle prefix of the server it belongs to, for its jobs' handles.
+        self.handle_prefix = handle_prefix
         #: One FIFO per priority (HIGH, NORMAL, LOW: indexed by Priority).  Entries whose
         #: job is no longer QUEUED are dropped lazily when they reach the head.
         self.queues: tuple[deque[JobRecord], deque[JobRecord], deque[JobRecord]] = (
