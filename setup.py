@@ -32,6 +32,7 @@ COMPILED = [
     "src/trigear/server/scheduler.py",
     "src/trigear/server/state.py",
     "src/trigear/server/output.py",
+    "src/trigear/server/jobindex.py",
 ]
 
 #: setup.py commands that build code; the others (metadata, sdist, and the editable

@@ -76,6 +76,9 @@ class JobRecord:
         #: True once any background submit touched the job: never dropped for client
         #: loss (S12).
         self.background = background
+        #: The job is (or is being) written to a durable store.  (Next to the other
+        #: flag: compiled, the two share one word of the record.)
+        self.stored = False
         #: The foreground submits waiting for the result, as their connections, in
         #: submit order: one entry per submit, so a connection that submitted the same
         #: unique twice is in it twice and gets every WORK_* packet twice (S2, S6).  A
@@ -84,8 +87,6 @@ class JobRecord:
         self.clients: list[Peer] | tuple[()] = ()
         self.worker: Peer | None = None
         self.state = _QUEUED
-        #: The job is (or is being) written to a durable store.
-        self.stored = False
         #: Counts runs, so a timer set for one run does not fire on the next (S11).
         self.run_id = 0
         self._extras: JobExtras | None = None
