@@ -97,3 +97,15 @@ def docs(session: nox.Session) -> None:
     session.run(
         "sphinx-build", "-W", "--keep-going", "-q", "-b", "html", "docs", "docs/_build/html"
     )
+
+
+@nox.session(python=PY)
+def perf(session: nox.Session) -> None:
+    """The benchmarks docs/performance.md quotes, against the compiled package, in one
+    table (benchmarks/perf_report.py; about 15 minutes).  Not in the default sessions:
+    it needs a quiet machine, and ratios from one run only.  ``TRIGEAR_TOOLS`` names the
+    directory of bench-vs-gearmand and gearload.c (default ../shared/tools)."""
+    session.run("pip", "uninstall", "-q", "-y", "trigear")
+    session.install(".", env={"TRIGEAR_COMPILE": "1"})
+    tools = os.environ.get("TRIGEAR_TOOLS", os.path.join("..", "shared", "tools"))
+    session.run("python", "benchmarks/perf_report.py", "--tools", tools, *session.posargs)

@@ -16,6 +16,8 @@ one worker process each.
   (needs libgearman-dev) unless ``--gearload`` names a binary already built.
 * ``trigear``: ``trigear.open_client`` with INFLIGHT tasks submitting, and
   ``trigear.Worker.run(concurrency=INFLIGHT)``.
+* ``trigear-1``: the same client, and the worker at ``concurrency=1``: like the C
+  worker, one job per round trip.
 * ``gear``: python gear's ``Client`` (INFLIGHT jobs outstanding; its ``submitJob`` waits
   for JOB_CREATED) and ``Worker`` (one job at a time: its API has no concurrency).  It
   runs ``--gear-jobs`` jobs (default 500), as its worker manages a few dozen a second.
@@ -221,18 +223,21 @@ def main() -> None:
             results["C"] = float(line["jobs_per_s"])
             print(f"C        {results['C']:9.0f} jobs/s", flush=True)
 
-        worker = spawn(
-            "--role", "trigear-worker", "--port", str(port), "--function", "tg",
-            "--inflight", str(a.inflight), "--backend", a.backend,
-        )  # fmt: skip
-        try:
-            time.sleep(1.0)
-            elapsed = trigear_client(port, "tg", a.jobs, a.inflight, a.backend)
-            results["trigear"] = a.jobs / elapsed
-            print(f"trigear  {results['trigear']:9.0f} jobs/s", flush=True)
-        finally:
-            worker.kill()
-            worker.wait()
+        # The trigear worker as it is used (a slot per job in flight), then like for like
+        # with the C worker, which takes one job per round trip: concurrency 1.
+        for name, concurrency in (("trigear", a.inflight), ("trigear-1", 1)):
+            worker = spawn(
+                "--role", "trigear-worker", "--port", str(port), "--function", name,
+                "--inflight", str(concurrency), "--backend", a.backend,
+            )  # fmt: skip
+            try:
+                time.sleep(1.0)
+                elapsed = trigear_client(port, name, a.jobs, a.inflight, a.backend)
+                results[name] = a.jobs / elapsed
+                print(f"{name:9s}{results[name]:9.0f} jobs/s", flush=True)
+            finally:
+                worker.kill()
+                worker.wait()
 
         if not a.skip_gear:
             worker = spawn("--role", "gear-worker", "--port", str(port), "--function", "gr")
@@ -251,7 +256,7 @@ def main() -> None:
 
     for name, rate in results.items():
         ratio = f"  ({rate / results['C']:.2f}x C)" if "C" in results else ""
-        print(f"{name:8s} {rate:9.0f} jobs/s{ratio}")
+        print(f"{name:9s} {rate:9.0f} jobs/s{ratio}")
     print(
         json.dumps(
             {
