@@ -139,7 +139,9 @@ def main() -> None:
 def _build() -> str:
     import trigear
 
-    return "compiled" if trigear.compiled else "pure Python"
+    # getattr: the script also measures older trees (PYTHONPATH) that cannot tell.
+    compiled = getattr(trigear, "compiled", None)
+    return {True: "compiled", False: "pure Python", None: "build unknown"}[compiled]
 
 
 if __name__ == "__main__":
