@@ -259,8 +259,8 @@ class Scheduler:
 
     def _restore(self, sj: StoredJob, wall: float) -> None:
         func = self.function(sj.function)
-        handle = self.jobs.key(sj.handle)
-        job = JobRecord(handle, func, sj.unique, sj.data, Priority(sj.priority), True)
+        index_key = self.jobs.key(sj.handle)
+        job = JobRecord(index_key, func, sj.unique, sj.data, Priority(sj.priority), True)
         job.when = sj.when
         job.reducer = sj.reducer
         job.attempts = sj.attempts
