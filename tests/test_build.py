@@ -9,6 +9,7 @@ TRIGEAR_COMPILE=1 (TRIGEAR_EXPECT_COMPILED=1), which also runs the fallback buil
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -61,11 +62,19 @@ def test_version_says_whether_compiled() -> None:
 def test_a_build_without_a_working_compiler_installs_pure_python(tmp_path: Path) -> None:
     """No C compiler (CC is /bin/false): the wheel still builds, with the ``.py`` files
     only; forcing compilation (TRIGEAR_COMPILE=1) fails the build instead."""
+    # A copy of what the build reads: a build/ left by an earlier build would hand over
+    # its extensions without compiling.
+    tree = tmp_path / "tree"
+    for name in ("pyproject.toml", "setup.py", "README.md"):
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, tree / name)
+    skip = shutil.ignore_patterns("__pycache__", "*.so", "*.egg-info")
+    shutil.copytree(ROOT / "src", tree / "src", ignore=skip)
     env = {**os.environ, "CC": "false", "LDSHARED": "false"}
     env.pop("TRIGEAR_COMPILE", None)
     wheel = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
     subprocess.run(
-        [*wheel, "-w", str(tmp_path / "pure"), str(ROOT)],
+        [*wheel, "-w", str(tmp_path / "pure"), str(tree)],
         env=env,
         check=True,
         capture_output=True,
@@ -76,7 +85,7 @@ def test_a_build_without_a_working_compiler_installs_pure_python(tmp_path: Path)
     assert not [n for n in names if n.endswith(".so")]
 
     forced = subprocess.run(
-        [*wheel, "-w", str(tmp_path / "forced"), str(ROOT)],
+        [*wheel, "-w", str(tmp_path / "forced"), str(tree)],
         env={**env, "TRIGEAR_COMPILE": "1"},
         capture_output=True,
     )

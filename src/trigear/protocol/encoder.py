@@ -32,37 +32,31 @@ def _num(v: int) -> bytes:
     return str(int(v)).encode()
 
 
-def _enc_epoch(e: SubmitJobEpoch) -> bytes:
-    return b"\0".join((e.function, e.unique, _num(e.epoch), e.data))
+# The encoders of packets with numbers or flags.  They take an event as ``check`` accepts
+# it -- bytes-like fields, 0 and 1 for flags -- also unchecked, so they read its fields as
+# plain tuple items: compiled code would hold each named field to its declared type.
 
 
-def _enc_timeout(e: CanDoTimeout) -> bytes:
-    return b"\0".join((e.function, _num(e.timeout)))
+def _enc_epoch(e: tuple[Any, ...]) -> bytes:
+    function, unique, epoch, data = e
+    return b"\0".join((function, unique, _num(epoch), data))
 
 
-def _enc_status(e: StatusRes) -> bytes:
-    return b"\0".join(
-        (
-            e.handle,
-            b"1" if e.known else b"0",
-            b"1" if e.running else b"0",
-            _num(e.numerator),
-            _num(e.denominator),
-        )
-    )
+def _enc_timeout(e: tuple[Any, ...]) -> bytes:
+    function, timeout = e
+    return b"\0".join((function, _num(timeout)))
 
 
-def _enc_status_unique(e: StatusResUnique) -> bytes:
-    return b"\0".join(
-        (
-            e.unique,
-            b"1" if e.known else b"0",
-            b"1" if e.running else b"0",
-            _num(e.numerator),
-            _num(e.denominator),
-            _num(e.client_count),
-        )
-    )
+def _enc_status(e: tuple[Any, ...]) -> bytes:
+    handle, known, running, numerator, denominator = e
+    flags = (b"1" if known else b"0", b"1" if running else b"0")
+    return b"\0".join((handle, *flags, _num(numerator), _num(denominator)))
+
+
+def _enc_status_unique(e: tuple[Any, ...]) -> bytes:
+    unique, known, running, numerator, denominator, client_count = e
+    flags = (b"1" if known else b"0", b"1" if running else b"0")
+    return b"\0".join((unique, *flags, _num(numerator), _num(denominator), _num(client_count)))
 
 
 _ENCODERS: dict[type[Any], Callable[[Any], bytes]] = {
