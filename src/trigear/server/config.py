@@ -23,8 +23,13 @@ class ServerConfig:
     #: The ``<host>`` part of ``H:<host>:<n>`` handles (S17).
     job_handle_prefix: str = field(default_factory=socket.gethostname)
     limits: Limits = DEFAULT_LIMITS
-    #: Seconds a peer may stall in the middle of a packet or line before it is closed.
+    #: Seconds a packet or line may take from its first byte to its last, on top of
+    #: its size at ``min_upload_rate``: a deadline for the whole packet, not reset by
+    #: each byte that arrives.
     stall_timeout: float = 30.0
+    #: Bytes per second a large packet is allowed on top of ``stall_timeout`` (its
+    #: header's size divided by this): 64 MiB gets 30 + 64 s at the default 1 MiB/s.
+    min_upload_rate: int = 1024 * 1024
     #: Seconds a connection to a TLS listener has to finish its handshake.
     handshake_timeout: float = 10.0
     #: Bytes queued for a peer that does not read before it is cut off.

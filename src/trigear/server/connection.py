@@ -169,16 +169,28 @@ class Connection:
 
     async def _read(self, reader: ChunkReader) -> None:
         decoder = Decoder(Role.SERVER, self._config.limits)
-        stall = self._config.stall_timeout
         read_nowait = reader.read_nowait
         wait = reader.wait
         checkpoint = trio.lowlevel.checkpoint
+        # The deadline of the partial packet held, and which packet it is for.
+        deadline = math.inf
+        packet = -1
+        size = 0
         try:
             while True:
                 data = read_nowait()
                 if data is None:
                     if decoder.mid_packet:
-                        with trio.move_on_after(stall) as scope:
+                        if decoder.progress != packet:
+                            # A new packet: its clock starts now.
+                            packet = decoder.progress
+                            size = 0
+                            deadline = trio.current_time() + self._config.stall_timeout
+                        if decoder.expected > size:
+                            # Its header has come: add time for its size.
+                            deadline += self._upload_time(decoder.expected - size)
+                            size = decoder.expected
+                        with trio.move_on_at(deadline) as scope:
                             await wait()
                         if scope.cancelled_caught:
                             log.info("closing %r: stalled in the middle of a packet", self.peer)
@@ -196,6 +208,14 @@ class Connection:
         finally:
             # The peer left, stalled, or broke the stream: end the connection, writer too.
             self._scope.cancel()
+
+    def _upload_time(self, nbytes: int) -> float:
+        """Seconds a packet's ``nbytes`` may take on top of the stall timeout, at
+        ``ServerConfig.min_upload_rate``.  With the stall timeout this is a deadline for
+        the whole packet from its first byte, not reset by each byte that arrives: a peer
+        trickling a byte at a time is closed as surely as one that stops."""
+        rate = self._config.min_upload_rate
+        return nbytes / rate if rate > 0 else 0.0
 
     async def _hand_over(self, decoder: Decoder) -> None:
         """Pass every event the decoder holds to the dispatcher in one message."""
