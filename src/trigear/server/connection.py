@@ -4,7 +4,8 @@ In the server package a *connection* is this Trio side of one peer; the dispatch
 of the same peer is :class:`~trigear.server.state.Peer`.
 
 * The **reader** turns bytes into events (:class:`~trigear.protocol.Decoder`) and hands
-  every event one read produced to the dispatcher task in one message, on the bounded
+  the events one read produced to the dispatcher task in one message (at most
+  :data:`MAX_EVENTS` each, other peers' messages between them), on the bounded
   inbox: a peer faster than the dispatcher is slowed by TCP, not buffered.  There is one
   read loop, whatever the transport; what differs is how a chunk is read.  A TCP socket
   waits for readability and reads with one non-blocking ``os.read`` (it skips the extra
@@ -40,11 +41,14 @@ if TYPE_CHECKING:
     from .messages import InboxMessage
     from .state import Peer
 
-__all__ = ["ChunkReader", "Connection"]
+__all__ = ["MAX_EVENTS", "ChunkReader", "Connection"]
 
 log = logging.getLogger("trigear.server")
 
 _READ_SIZE = 65536
+#: Events one message to the dispatcher holds at most: the work done for one peer
+#: before the dispatcher takes the next peer's packets.
+MAX_EVENTS = 64
 
 
 class ChunkReader(Protocol):
@@ -218,7 +222,8 @@ class Connection:
         return nbytes / rate if rate > 0 else 0.0
 
     async def _hand_over(self, decoder: Decoder) -> None:
-        """Pass every event the decoder holds to the dispatcher in one message."""
+        """Pass every event the decoder holds to the dispatcher, in one message unless
+        there are more than :data:`MAX_EVENTS`."""
         inbox = self._inbox
         while True:
             try:
@@ -229,7 +234,14 @@ class Connection:
                     # The writer closes the connection once the answer is out.
                     await trio.sleep_forever()
                 continue
-            if events:
+            if len(events) > MAX_EVENTS:
+                # Many pipelined packets: hand them over in parts, letting every other
+                # task run between two, so the other peers' packets are taken between
+                # them and one peer cannot hold the dispatcher for a whole read.
+                for i in range(0, len(events), MAX_EVENTS):
+                    await inbox.send(Events(self.peer, events[i : i + MAX_EVENTS]))
+                    await trio.lowlevel.checkpoint()
+            elif events:
                 message = Events(self.peer, events)
                 try:
                     inbox.send_nowait(message)

@@ -367,12 +367,10 @@ class Dispatcher:
 
     def _on_get_status_unique(self, peer: Peer, event: GetStatusUnique) -> None:
         job = None
-        if event.unique:
-            for f in self.funcs.values():
-                job = f.uniques.get(event.unique)
-                if job is not None and job.state is not JobState.COMMITTING:
-                    break
-                job = None
+        for live in self.scheduler.with_unique(event.unique) if event.unique else ():
+            if live.state is not JobState.COMMITTING:
+                job = live
+                break
         if job is None:
             self._send(peer, encode_response(StatusResUnique(event.unique, False, False, 0, 0, 0)))
             return
@@ -482,6 +480,10 @@ class Dispatcher:
 
     def set_maxqueue(self, name: bytes, limits: tuple[int, int, int]) -> None:
         self.scheduler.set_maxqueue(name, limits)
+
+    def with_unique(self, unique: bytes) -> list[JobRecord]:
+        """The live jobs with coalescing key ``unique``, in any function."""
+        return self.scheduler.with_unique(unique)
 
     def create_function(self, name: bytes) -> None:
         self.scheduler.function(name)

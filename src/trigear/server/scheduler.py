@@ -59,6 +59,9 @@ _SCHEDULED = JobState.SCHEDULED
 _QUEUED = JobState.QUEUED
 _RUNNING = JobState.RUNNING
 _DONE = JobState.DONE
+#: A worker with more functions than this finds work through an index of the ones with
+#: jobs queued (``Peer.ready``) rather than by looking at each.
+INDEX_FROM = 16
 
 
 class Scheduler:
@@ -97,6 +100,9 @@ class Scheduler:
         #: (unix time, seq, job) of scheduled epoch jobs.
         self._epochs: list[tuple[int, int, JobRecord]] = []
         self._seq = 0
+        #: Live jobs by coalescing key across functions, for GET_STATUS_UNIQUE (which
+        #: names no function): one job, or a list when several functions have one.
+        self._by_unique: dict[bytes, JobRecord | list[JobRecord]] = {}
 
     # --- handles ----------------------------------------------------------------------
 
@@ -140,6 +146,18 @@ class Scheduler:
         del self.funcs[name]
         return None
 
+    def release(self, func: Func) -> None:
+        """Free ``func``'s record if nothing needs it any more: no workers, no jobs and
+        no ``maxqueue`` setting.  One-off names must not cost memory for ever."""
+        if (
+            not func.workers
+            and not func.running
+            and not (func.counts[0] or func.counts[1] or func.counts[2])
+            and func.name not in self._maxqueue
+            and self.funcs.get(func.name) is func
+        ):
+            del self.funcs[func.name]
+
     def add_ability(self, peer: Peer, name: bytes, timeout: int) -> None:
         """``peer`` can do ``name``, each run for at most ``timeout`` ms (0: no limit)."""
         new = name not in peer.abilities
@@ -147,7 +165,14 @@ class Scheduler:
         if new:
             func = self.function(name)
             func.workers[peer] = None
-            peer.funcs.append(func)
+            peer.funcs[func] = None
+            peer.order = None
+            if peer.ready is not None:
+                self._index(peer, func)
+            elif len(peer.funcs) > INDEX_FROM:
+                peer.ready = ({}, {}, {})
+                for f in peer.funcs:
+                    self._index(peer, f)
             if peer.sleeping:
                 if self.has_job(peer):
                     # It sleeps next to work it can now do: wake it (S5).
@@ -155,15 +180,42 @@ class Scheduler:
                 else:
                     func.sleepers[peer] = None
 
+    def _index(self, peer: Peer, func: Func) -> None:
+        """``peer`` (a worker with a ``ready`` index) can do ``func``."""
+        assert peer.ready is not None
+        if func.indexed is None:
+            func.indexed = {}
+        func.indexed[peer] = None
+        for prio, q in enumerate(func.queues):
+            if q:
+                peer.ready[prio][func] = None
+
     def drop_abilities(self, peer: Peer, only: bytes | None = None) -> None:
-        """``peer`` no longer does ``only`` (default: anything)."""
-        for func in list(peer.funcs):
-            if only is not None and func.name != only:
-                continue
-            func.workers.pop(peer, None)
+        """``peer`` no longer does ``only`` (default: anything): the work is one
+        lookup for one function, and one step per function for all of them."""
+        if only is None:
+            funcs = list(peer.funcs)
+            peer.funcs.clear()
+            peer.abilities.clear()
+            peer.ready = None
+        else:
+            func = self.funcs.get(only)
+            if func is None or peer.funcs.pop(func, 0) is not None:
+                peer.abilities.pop(only, None)
+                return
+            funcs = [func]
+            peer.abilities.pop(only, None)
+            if peer.ready is not None:
+                for r in peer.ready:
+                    r.pop(func, None)
+        peer.order = None
+        for func in funcs:
+            del func.workers[peer]
             func.sleepers.pop(peer, None)
-            peer.funcs.remove(func)
-            peer.abilities.pop(func.name, None)
+            if func.indexed is not None:
+                func.indexed.pop(peer, None)
+            if not func.workers:
+                self.release(func)
 
     # --- submitting -------------------------------------------------------------------
 
@@ -191,6 +243,7 @@ class Scheduler:
                 return
         if self.draining and not (bg and self._durable):
             self._send(peer, _DRAINING)
+            self.release(func)
             return
         limit = func.maxqueue[prio]
         if limit and func.total >= limit:
@@ -203,6 +256,7 @@ class Scheduler:
         self.jobs[job.handle] = job
         if key:
             func.uniques[key] = job
+            self._add_unique(key, job)
         if not bg:
             job.clients = [peer]
             peer.jobs.add(job)
@@ -237,6 +291,38 @@ class Scheduler:
             peer.jobs.add(job)
         self._send(peer, encode_response(JobCreated(job.handle)))
 
+    def _add_unique(self, key: bytes, job: JobRecord) -> None:
+        by = self._by_unique
+        other = by.get(key)
+        if other is None:
+            by[key] = job
+        elif type(other) is list:
+            other.append(job)
+        else:
+            assert isinstance(other, JobRecord)
+            by[key] = [other, job]
+
+    def _drop_unique(self, key: bytes, job: JobRecord) -> None:
+        by = self._by_unique
+        other = by.get(key)
+        if other is job:
+            del by[key]
+        elif type(other) is list:
+            other.remove(job)
+            if len(other) == 1:
+                by[key] = other[0]
+
+    def with_unique(self, unique: bytes) -> list[JobRecord]:
+        """The live jobs whose coalescing key is ``unique``, in any function, oldest
+        first: one dictionary lookup (GET_STATUS_UNIQUE names no function)."""
+        found = self._by_unique.get(unique)
+        if found is None:
+            return []
+        if type(found) is list:
+            return list(found)
+        assert isinstance(found, JobRecord)
+        return [found]
+
     def replay(self, loaded: LoadResult, wall: float) -> None:
         """Recreate stored jobs at start, in their original order, under their own
         handles; new handles continue after the store's high-water mark (S17, S19)."""
@@ -268,6 +354,7 @@ class Scheduler:
         key = job.data if job.unique == b"-" else job.unique
         if key and key not in func.uniques:
             func.uniques[key] = job
+            self._add_unique(key, job)
         self.enqueue_new(job, wall)
 
     def drop_stored(self) -> int:
@@ -286,7 +373,7 @@ class Scheduler:
         self.paused = paused
         if not paused:
             for func in self.funcs.values():
-                if func.sleepers and (func.queues[0] or func.queues[1] or func.queues[2]):
+                if func.sleepers and any(func.queues):
                     self.wake(func)
 
     # --- queueing ---------------------------------------------------------------------
@@ -302,9 +389,24 @@ class Scheduler:
             heapq.heappush(self._epochs, (job.when, self._seq, job))
             return
         job.state = _QUEUED
-        func.queues[job.priority].append(job)
+        prio = job.priority
+        q = func.queues[prio]
+        if not q:
+            q = func.queue(prio)
+            if func.indexed:
+                self._ready(func, prio)
+        q.append(job)
         if func.sleepers:
             self.wake(func)
+
+    @staticmethod
+    def _ready(func: Func, prio: int) -> None:
+        """A queue of ``func`` gets a job after being empty: tell the workers that keep
+        an index of their functions with jobs."""
+        assert func.indexed is not None
+        for w in func.indexed:
+            assert w.ready is not None
+            w.ready[prio][func] = None
 
     def wake(self, func: Func) -> None:
         """Wake sleeping workers that can do ``func``: one NOOP per sleep (S5)."""
@@ -335,9 +437,15 @@ class Scheduler:
 
     def next_job(self, peer: Peer) -> JobRecord | None:
         """Take the next job for ``peer`` off its queue (S3), or None."""
-        funcs = peer.funcs
+        if self.draining or self.paused:
+            return None
+        if peer.ready is not None:
+            return self._next_indexed(peer)
+        funcs = peer.order
+        if funcs is None:
+            funcs = peer.order = list(peer.funcs)
         n = len(funcs)
-        if n == 0 or self.draining or self.paused:
+        if n == 0:
             return None
         start = peer.rr % n
         queued = _QUEUED
@@ -352,11 +460,42 @@ class Scheduler:
                         return job
         return None
 
+    @staticmethod
+    def _next_indexed(peer: Peer) -> JobRecord | None:
+        """:meth:`next_job` for a worker with many functions: only those with a job
+        queued are looked at.  At a priority they take turns (S3): the one a job came
+        from goes to the back."""
+        assert peer.ready is not None
+        queued = _QUEUED
+        for prio, ready in enumerate(peer.ready):
+            while ready:
+                f = next(iter(ready))
+                del ready[f]
+                q = f.queues[prio]
+                while q:
+                    job = q.popleft()
+                    if job.state is queued:
+                        if q:
+                            ready[f] = None
+                        return job
+        return None
+
     def has_job(self, peer: Peer) -> bool:
         """True when :meth:`next_job` would find a job for ``peer``."""
         if self.draining or self.paused:
             return False
         queued = _QUEUED
+        if peer.ready is not None:
+            for prio, ready in enumerate(peer.ready):
+                while ready:
+                    f = next(iter(ready))
+                    q = f.queues[prio]
+                    while q:
+                        if q[0].state is queued:
+                            return True
+                        q.popleft()
+                    del ready[f]
+            return False
         for f in peer.funcs:
             for q in f.queues:
                 while q:
@@ -394,10 +533,13 @@ class Scheduler:
         key = job.data if job.unique == b"-" else job.unique
         if key and func.uniques.get(key) is job:
             del func.uniques[key]
+            self._drop_unique(key, job)
         for c in job.clients:
             c.jobs.discard(job)
         if job.stored:
             self._commits.remove(job)
+        if not func.workers:
+            self.release(func)
 
     def fail(self, job: JobRecord) -> None:
         """End ``job``; its waiting clients get WORK_FAIL."""
@@ -435,8 +577,14 @@ class Scheduler:
         func.running -= 1
         job.worker = None
         job.state = _QUEUED
-        func.counts[job.priority] += 1
-        func.queues[job.priority].appendleft(job)
+        prio = job.priority
+        func.counts[prio] += 1
+        q = func.queues[prio]
+        if not q:
+            q = func.queue(prio)
+            if func.indexed:
+                self._ready(func, prio)
+        q.appendleft(job)
         if func.sleepers:
             self.wake(func)
 
@@ -478,7 +626,5 @@ class Scheduler:
         while self._epochs and self._epochs[0][0] <= wall:
             _, _, job = heapq.heappop(self._epochs)
             if job.state is _SCHEDULED:
-                job.state = _QUEUED
-                job.func.queues[job.priority].append(job)
-                if job.func.sleepers:
-                    self.wake(job.func)
+                job.state = _COMMITTING  # counted already: enqueue_new does not again
+                self.enqueue_new(job, wall)

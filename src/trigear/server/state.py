@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from ..protocol.packets import Priority
     from .acl import Grants
 
-__all__ = ["Func", "JobRecord", "JobState", "Peer", "PendingReply"]
+__all__ = ["NO_JOBS", "Func", "JobRecord", "JobState", "Peer", "PendingReply"]
 
 
 class JobState(enum.IntEnum):
@@ -97,11 +97,35 @@ class JobRecord:
         return f"<JobRecord {self.handle!r} {self.func.name!r} {self.state.name}>"
 
 
+class _NoJobs(deque["JobRecord"]):
+    """The empty queue every function starts with, one for all: an empty ``deque``
+    costs about 760 bytes, and most functions never queue at some priority.  Writers
+    put a queue of the function's own in its place first (:meth:`Func.queue`); appending
+    to this one is a bug and raises."""
+
+    __slots__ = ()
+
+    def append(self, job: JobRecord) -> None:
+        raise AssertionError("append to the shared empty queue")
+
+    def appendleft(self, job: JobRecord) -> None:
+        raise AssertionError("append to the shared empty queue")
+
+
+#: The shared empty queue (see :class:`_NoJobs`).
+NO_JOBS: deque[JobRecord] = _NoJobs()
+
+
 class Func:
-    """A function name and everything queued for it."""
+    """A function name and everything queued for it.
+
+    Kept small (about 0.5 KB without jobs): a server may see many one-off names, and a
+    record with no workers, no jobs and no ``maxqueue`` setting is freed.
+    """
 
     __slots__ = (
         "counts",
+        "indexed",
         "maxqueue",
         "name",
         "queues",
@@ -113,13 +137,10 @@ class Func:
 
     def __init__(self, name: bytes) -> None:
         self.name = name
-        #: One FIFO per priority (HIGH, NORMAL, LOW: indexed by Priority).  Entries whose
-        #: job is no longer QUEUED are dropped lazily when they reach the head.
-        self.queues: tuple[deque[JobRecord], deque[JobRecord], deque[JobRecord]] = (
-            deque(),
-            deque(),
-            deque(),
-        )
+        #: One FIFO per priority (HIGH, NORMAL, LOW: indexed by Priority), the shared
+        #: empty :data:`NO_JOBS` until a job is queued there.  Entries whose job is no
+        #: longer QUEUED are dropped lazily when they reach the head.
+        self.queues: list[deque[JobRecord]] = [NO_JOBS, NO_JOBS, NO_JOBS]
         #: Jobs waiting to run, per priority (queued or scheduled), indexed by Priority.
         self.counts = [0, 0, 0]
         self.running = 0
@@ -129,8 +150,18 @@ class Func:
         self.workers: dict[Peer, None] = {}
         #: Of those, the ones asleep after PRE_SLEEP, oldest first (S5).
         self.sleepers: dict[Peer, None] = {}
+        #: Of those, the ones with many functions, which find work through their
+        #: ``Peer.ready`` index: told when a queue of this function gets a job.
+        self.indexed: dict[Peer, None] | None = None
         #: maxqueue limit per priority, indexed by Priority; 0 is unlimited (S18).
         self.maxqueue = (0, 0, 0)
+
+    def queue(self, prio: int) -> deque[JobRecord]:
+        """The queue of priority ``prio`` to append to (made on first use)."""
+        q = self.queues[prio]
+        if q is NO_JOBS:
+            q = self.queues[prio] = deque()
+        return q
 
     @property
     def total(self) -> int:
@@ -175,7 +206,9 @@ class Peer:
         "ip",
         "jobs",
         "loopback",
+        "order",
         "out",
+        "ready",
         "rr",
         "sleeping",
         "waiting",
@@ -203,8 +236,16 @@ class Peer:
         self.client_id = b"-"
         #: Function name -> CAN_DO_TIMEOUT in milliseconds (0: none), in CAN_DO order.
         self.abilities: dict[bytes, int] = {}
-        #: The same functions' records, for grabbing without lookups.
-        self.funcs: list[Func] = []
+        #: The same functions' records, in CAN_DO order, for grabbing without lookups.
+        self.funcs: dict[Func, None] = {}
+        #: ``funcs`` as a list, for round-robin grabs; None after a change (rebuilt on
+        #: the next grab).
+        self.order: list[Func] | None = None
+        #: For a worker with many functions: per priority, its functions that may have
+        #: a job queued at that priority (entries found empty are dropped when looked
+        #: at), so a grab costs the work it finds, not the number of its functions.
+        #: None for a worker with few, which looks at each of them.
+        self.ready: tuple[dict[Func, None], dict[Func, None], dict[Func, None]] | None = None
         #: Round-robin start among ``funcs`` (S3 fairness).
         self.rr = 0
         self.sleeping = False
