@@ -32,8 +32,12 @@ class ServerConfig:
     min_upload_rate: int = 1024 * 1024
     #: Seconds a connection to a TLS listener has to finish its handshake.
     handshake_timeout: float = 10.0
-    #: Bytes queued for a peer that does not read before it is cut off.
+    #: Bytes made for one peer and not yet read by it before it is cut off (checked as
+    #: output is made).
     max_output: int = 64 * 1024 * 1024
+    #: Bytes made for all peers and not yet read; beyond it the biggest non-readers
+    #: are cut off until the rest fit.
+    max_output_total: int = 256 * 1024 * 1024
     #: Seconds a graceful shutdown waits for running jobs (S21).
     shutdown_timeout: float = 30.0
     #: Accept the admin ``shutdown`` from any address, not only loopback (S21).

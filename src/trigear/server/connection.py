@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
     from .config import ServerConfig
     from .messages import InboxMessage
+    from .output import Output
     from .state import Peer
 
 __all__ = ["MAX_EVENTS", "ChunkReader", "Connection"]
@@ -120,6 +121,7 @@ class Connection:
         "_inbox",
         "_outbox",
         "_outbox_recv",
+        "_output",
         "_scope",
         "_stream",
         "fd",
@@ -134,6 +136,7 @@ class Connection:
         fd: int,
         inbox: trio.MemorySendChannel[InboxMessage],
         config: ServerConfig,
+        output: Output | None = None,
     ) -> None:
         self.peer = peer
         #: The socket's descriptor for direct non-blocking reads and writes, or -1.
@@ -143,6 +146,8 @@ class Connection:
         self._stream = stream
         self._inbox = inbox
         self._config = config
+        #: Where written bytes are taken off the unread counts (:mod:`.output`).
+        self._output = output
         self._outbox, self._outbox_recv = trio.open_memory_channel[OutboxItem](math.inf)
         self._scope = trio.CancelScope()
 
@@ -267,6 +272,8 @@ class Connection:
             except OSError:
                 self._scope.cancel()
                 return
+            if sent and self._output is not None:
+                self._output.written(self.peer, sent)
             data = data[sent:]
         if data:
             self.queued += len(data)
@@ -292,6 +299,8 @@ class Connection:
                 if data:
                     await self._stream.send_all(data)
                     self.queued -= len(data)
+                    if self._output is not None:
+                        self._output.written(self.peer, len(data))
                 if CLOSE_AFTER_OUTPUT in items:
                     self._scope.cancel()
                     return

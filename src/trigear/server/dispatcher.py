@@ -152,7 +152,9 @@ class Dispatcher:
         self.wall = 0.0
         self.stats = ServerStats()
         self.peers: dict[int, Peer] = {}
-        self._output = Output()
+        self._output = Output(self.config.max_output)
+        #: Bytes made for peers and not yet written (:mod:`.output`).
+        self.output = self._output
         self._send = self._output.send
         #: (peer, bytes) -> None: queue output for a peer.
         self.send = self._send
@@ -219,6 +221,7 @@ class Dispatcher:
         self.scheduler.drop_client(peer)
         peer.waiting.clear()
         peer.out.clear()
+        self._output.forget(peer)
 
     # --- the event entry point --------------------------------------------------------
 

@@ -48,6 +48,7 @@ from .messages import (
     Opened,
     StoreDone,
 )
+from .ratelog import RateLimitedLog
 from .state import Peer
 from .tls import HandshakeFailed, TLSListener, start_tls
 
@@ -121,6 +122,9 @@ class Server:
         self.listeners: list[trio.SocketListener] = []
         #: The TLS context of each listener that has one.
         self.tls: dict[trio.SocketListener, ssl.SSLContext] = {}
+        #: Log lines a peer or a lack of resources can repeat without end, rate-limited.
+        self._log_accept = RateLimitedLog(log, logging.WARNING)
+        self._log_limit = RateLimitedLog(log, logging.WARNING)
 
     # --- public ------------------------------------------------------------------------
 
@@ -274,7 +278,8 @@ class Server:
                     return
                 # Out of descriptors or memory: existing connections go on; accept again
                 # after a pause, when some may have closed.
-                log.warning("accept failed: %s; retrying in %.1f s", exc, _ACCEPT_PAUSE)
+                self.dispatcher.stats.accept_failures += 1
+                self._log_accept("accept failed: %s; retrying every %.1f s", exc, _ACCEPT_PAUSE)
                 await trio.sleep(_ACCEPT_PAUSE)
                 continue
             self._conn_nursery.start_soon(self.handle_stream, stream, None, self.tls.get(listener))
@@ -308,7 +313,9 @@ class Server:
         peer = Peer(self._next_id, fd if fd >= 0 else self._next_id, ip, loopback, names)
         # A TLS connection reads and writes through its stream, never the descriptor.
         direct_fd = fd if isinstance(stream, trio.SocketStream) else -1
-        conn = Connection(peer, stream, direct_fd, self._inbox_send, self.config)
+        conn = Connection(
+            peer, stream, direct_fd, self._inbox_send, self.config, self.dispatcher.output
+        )
         self._conns[peer.id] = conn
         try:
             await self._inbox_send.send(Opened(peer))
@@ -368,7 +375,7 @@ class Server:
             handle = d.handle
             try:
                 for event in events:
-                    if peer.gone:
+                    if peer.gone or peer.cut:
                         break
                     handle(peer, event)
             except Exception:
@@ -448,9 +455,42 @@ class Server:
             if conn is None or peer.gone:
                 out.clear()
                 continue
+            if peer.cut:
+                self.dispatcher.stats.output_cuts += 1
+                self._log_limit(
+                    "closing %r: over %d bytes of output unread", peer, self.config.max_output
+                )
+                conn.cancel()
+                continue
             data = out[0] if len(out) == 1 else b"".join(out)
             out.clear()
             conn.write_nowait(data, peer.closing)
+        if self.dispatcher.output.unread > self.config.max_output_total:
+            self._cut_biggest()
+
+    def _cut_biggest(self) -> None:
+        """All peers together left more than ``max_output_total`` unread: close the
+        biggest non-readers until the rest fit (their counts go when they close)."""
+        output = self.dispatcher.output
+        budget = self.config.max_output_total
+        excess = output.unread - budget
+        for conn in sorted(self._conns.values(), key=lambda c: -c.peer.unread):
+            if excess <= 0 or conn.peer.unread == 0:
+                break
+            peer = conn.peer
+            if peer.cut:
+                continue
+            peer.cut = True
+            self.dispatcher.stats.output_cuts += 1
+            excess -= peer.unread
+            self._log_limit(
+                "closing %r: %d bytes unread, and %d in all is over the server's %d",
+                peer,
+                peer.unread,
+                output.unread,
+                budget,
+            )
+            conn.cancel()
 
     async def _store_writer(self) -> None:
         delay = 0.0

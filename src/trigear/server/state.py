@@ -195,6 +195,7 @@ class Peer:
         "certificate",
         "client_id",
         "closing",
+        "cut",
         "exceptions",
         "fd",
         "funcs",
@@ -211,6 +212,7 @@ class Peer:
         "ready",
         "rr",
         "sleeping",
+        "unread",
         "waiting",
     )
 
@@ -260,6 +262,11 @@ class Peer:
         self.waiting: deque[PendingReply] = deque()
         #: Close after the pending output is written (an unrecoverable protocol error).
         self.closing = False
+        #: Bytes produced for it that the kernel has not taken yet: in ``out``, held
+        #: behind a reply, or queued for its writer (:mod:`trigear.server.output`).
+        self.unread = 0
+        #: Over its output limit: nothing more is produced for it, and it is closed.
+        self.cut = False
         self.gone = False
 
     def __repr__(self) -> str:
