@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass, field
 
+from .._keepalive import DEFAULT_KEEPALIVE, Keepalive
 from ..protocol.limits import DEFAULT_LIMITS, Limits
 
 __all__ = ["ServerConfig"]
@@ -42,5 +43,19 @@ class ServerConfig:
     shutdown_timeout: float = 30.0
     #: Accept the admin ``shutdown`` from any address, not only loopback (S21).
     remote_shutdown: bool = False
+    #: TCP keepalive on accepted connections: a peer whose host vanished is found and
+    #: its jobs requeued (``Keepalive(idle=0)``: off).
+    keepalive: Keepalive = DEFAULT_KEEPALIVE
+    #: Connections in all; beyond it new ones are closed at once (0: no limit).
+    max_connections: int = 65536
+    #: Connections from one address (0: no limit).
+    max_connections_per_address: int = 16384
+    #: Functions one connection may register; a CAN_DO beyond is ignored (0: no limit).
+    max_functions_per_connection: int = 100_000
+    #: Live jobs (queued, scheduled or running) in the whole server; a submit of a new
+    #: job beyond gets QUEUE_ERROR, as a full ``maxqueue`` (0: no limit).
+    max_jobs: int = 10_000_000
+    #: Bytes of job data in the whole server, likewise (0: no limit).
+    max_job_bytes: int = 4 * 1024**3
     #: Level name reported by the admin ``verbose`` command.
     log_level: str = "INFO"

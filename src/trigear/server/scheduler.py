@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 from ..protocol.encoder import encode_response
 from ..protocol.packets import Error, JobCreated, Noop, Priority, WorkFail
+from .ratelog import RateLimitedLog
 from .state import Func, JobRecord, JobState
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ log = logging.getLogger("trigear.server")
 _NOOP = encode_response(Noop())
 _QUEUE_FULL = encode_response(Error(b"QUEUE_ERROR", b"Job queue is full"))
 _DRAINING = encode_response(Error(b"QUEUE_ERROR", b"Server is shutting down"))
+_SERVER_FULL = encode_response(Error(b"QUEUE_ERROR", b"Server job queue is full"))
 #: Priorities in the order a worker gets them (S3).
 _PRIORITIES = tuple(sorted(Priority))
 # The job states, looked up once: on CPython 3.11 each ``JobState.QUEUED`` in a function
@@ -62,6 +64,8 @@ _DONE = JobState.DONE
 #: A worker with more functions than this finds work through an index of the ones with
 #: jobs queued (``Peer.ready``) rather than by looking at each.
 INDEX_FROM = 16
+#: A limit of 0 means none: this, as an int (compared on every submit).
+_NO_LIMIT = 1 << 62
 
 
 class Scheduler:
@@ -92,6 +96,12 @@ class Scheduler:
         #: Background jobs go to a store that outlasts the process (S19).
         self._durable = durable
         self._retries = config.job_retries
+        self._max_jobs = config.max_jobs or _NO_LIMIT
+        self._max_job_bytes = config.max_job_bytes or _NO_LIMIT
+        self._max_funcs = config.max_functions_per_connection or _NO_LIMIT
+        #: Bytes of data of the live jobs (``max_job_bytes``).
+        self.job_bytes = 0
+        self._log_limit = RateLimitedLog(log, logging.WARNING)
         self._wakeup = config.worker_wakeup
         #: maxqueue limits by function name, also for functions that do not exist yet.
         self._maxqueue: dict[bytes, tuple[int, int, int]] = {}
@@ -161,6 +171,14 @@ class Scheduler:
     def add_ability(self, peer: Peer, name: bytes, timeout: int) -> None:
         """``peer`` can do ``name``, each run for at most ``timeout`` ms (0: no limit)."""
         new = name not in peer.abilities
+        if new and len(peer.abilities) >= self._max_funcs:
+            # CAN_DO has no answer (an unasked-for ERROR would be read as the answer to
+            # the worker's next request): the function is not registered.
+            self._stats.limit_refusals += 1
+            self._log_limit(
+                "%r may register at most %d functions: CAN_DO ignored", peer, self._max_funcs
+            )
+            return
         peer.abilities[name] = timeout
         if new:
             func = self.function(name)
@@ -249,8 +267,19 @@ class Scheduler:
         if limit and func.total >= limit:
             self._send(peer, _QUEUE_FULL)
             return
+        if len(self.jobs) >= self._max_jobs or self.job_bytes + len(data) > self._max_job_bytes:
+            self._stats.limit_refusals += 1
+            self._send(peer, _SERVER_FULL)
+            self._log_limit(
+                "job queue full (%d jobs, %d bytes): submits refused",
+                len(self.jobs),
+                self.job_bytes,
+            )
+            self.release(func)
+            return
         job = JobRecord(self._new_handle(), func, unique, data, prio, bg)
         self._stats.jobs_submitted += 1
+        self.job_bytes += len(data)
         job.reducer = reducer
         job.when = when
         self.jobs[job.handle] = job
@@ -348,6 +377,7 @@ class Scheduler:
         job.reducer = sj.reducer
         job.attempts = sj.attempts
         job.stored = True
+        self.job_bytes += len(job.data)
         job.state = _COMMITTING  # so enqueue_new counts it once
         func.counts[job.priority] += 1
         self.jobs[job.handle] = job
@@ -529,7 +559,8 @@ class Scheduler:
         elif job.state is not _DONE:
             func.counts[job.priority] -= 1
         job.state = _DONE
-        self.jobs.pop(job.handle, None)
+        if self.jobs.pop(job.handle, None) is not None:
+            self.job_bytes -= len(job.data)
         key = job.data if job.unique == b"-" else job.unique
         if key and func.uniques.get(key) is job:
             del func.uniques[key]

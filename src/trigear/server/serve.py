@@ -27,9 +27,11 @@ from typing import TYPE_CHECKING, Any, assert_type
 
 import trio
 
+from .._keepalive import set_keepalive
 from ..store.base import Store, StoreError
 from ..store.cluster import ClusterStore, FencedError
 from ..store.memory import MemoryStore
+from .admission import Admission
 from .cluster import ClusterLink
 from .commits import StoreBatch
 from .config import ServerConfig
@@ -125,6 +127,7 @@ class Server:
         #: Log lines a peer or a lack of resources can repeat without end, rate-limited.
         self._log_accept = RateLimitedLog(log, logging.WARNING)
         self._log_limit = RateLimitedLog(log, logging.WARNING)
+        self._admission = Admission(self.config, self.dispatcher.stats)
 
     # --- public ------------------------------------------------------------------------
 
@@ -299,10 +302,26 @@ class Server:
                 if ip is None:
                     ip = str(stream.socket.getpeername()[0])
                 stream.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NODELAY, True)
+                set_keepalive(stream.socket, self.config.keepalive)
             except OSError:
                 fd = -1
-        self._next_id += 1
         ip = ip or "-"
+        if not self._admission.admit(ip):
+            await trio.aclose_forcefully(stream)
+            return
+        try:
+            await self._serve_stream(stream, fd, ip, ssl_context)
+        finally:
+            self._admission.leave(ip)
+
+    async def _serve_stream(
+        self,
+        stream: trio.abc.Stream,
+        fd: int,
+        ip: str,
+        ssl_context: ssl.SSLContext | None,
+    ) -> None:
+        self._next_id += 1
         names: tuple[str, ...] = ()
         if ssl_context is not None and isinstance(stream, trio.SocketStream):
             tls = await self._handshake(stream, ssl_context, ip)
