@@ -76,6 +76,12 @@ def main() -> None:
     )
     try:
         wpid = str(worker.pid)
+        # unshare makes the worker's namespace, then runs python: wait for the first.
+        ours = os.readlink("/proc/self/ns/net")
+        for _ in range(500):
+            if os.readlink(f"/proc/{wpid}/ns/net") != ours:
+                break
+            time.sleep(0.01)
         run("ip", "link", "set", "ka1", "netns", wpid)
         run("nsenter", "-t", wpid, "-n", "ip", "addr", "add", f"{WORKER_IP}/24", "dev", "ka1")
         run("nsenter", "-t", wpid, "-n", "ip", "link", "set", "ka1", "up")

@@ -122,6 +122,7 @@ class Connection:
         "_inbox",
         "_outbox",
         "_outbox_recv",
+        "_nursery",
         "_output",
         "_scope",
         "_stream",
@@ -149,7 +150,12 @@ class Connection:
         self._config = config
         #: Where written bytes are taken off the unread counts (:mod:`.output`).
         self._output = output
-        self._outbox, self._outbox_recv = trio.open_memory_channel[OutboxItem](math.inf)
+        #: The writer's queue and the nursery it runs in: made on the first write the
+        #: socket does not take at once.  Most connections never need one (a reply fits
+        #: the socket's buffer), and an idle connection is cheaper without it.
+        self._outbox: trio.MemorySendChannel[OutboxItem] | None = None
+        self._outbox_recv: trio.MemoryReceiveChannel[OutboxItem] | None = None
+        self._nursery: trio.Nursery | None = None
         self._scope = trio.CancelScope()
 
     async def serve(self) -> None:
@@ -164,8 +170,10 @@ class Connection:
         try:
             with self._scope:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._write)
-                    nursery.start_soon(self._read, reader)
+                    self._nursery = nursery
+                    if self._outbox_recv is not None:
+                        nursery.start_soon(self._write, self._outbox_recv)
+                    await self._read(reader)
         finally:
             # The descriptor may be reused once the stream is closed: never write to it
             # directly again.
@@ -282,12 +290,23 @@ class Connection:
                 log.warning("closing %r: %d bytes unread", self.peer, self.queued)
                 self._scope.cancel()
                 return
-            self._outbox.send_nowait(data)
+            self._writer().send_nowait(data)
         if close:
-            self._outbox.send_nowait(CLOSE_AFTER_OUTPUT)
+            if self._outbox is None:
+                # Everything went out directly: nothing to wait for.
+                self._scope.cancel()
+            else:
+                self._outbox.send_nowait(CLOSE_AFTER_OUTPUT)
 
-    async def _write(self) -> None:
-        outbox = self._outbox_recv
+    def _writer(self) -> trio.MemorySendChannel[OutboxItem]:
+        """The writer task's queue, the task started on first use."""
+        if self._outbox is None:
+            self._outbox, self._outbox_recv = trio.open_memory_channel[OutboxItem](math.inf)
+            if self._nursery is not None:
+                self._nursery.start_soon(self._write, self._outbox_recv)
+        return self._outbox
+
+    async def _write(self, outbox: trio.MemoryReceiveChannel[OutboxItem]) -> None:
         try:
             async for item in outbox:
                 items = [item]

@@ -93,7 +93,7 @@ class Output:
         output that waited behind it; stop at the first one still held."""
         waiting = peer.waiting
         while waiting and waiting[0].ready:
-            reply = waiting.popleft()
+            reply = waiting.pop(0)
             if peer.gone or peer.cut:
                 continue
             if not peer.out:
