@@ -12,7 +12,10 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 GEARMAND = shutil.which("gearmand") or "/usr/sbin/gearmand"
 #: The descriptors the benchmarks raise their own and the servers' limit to.

@@ -120,9 +120,9 @@ class Connection:
     __slots__ = (
         "_config",
         "_inbox",
+        "_nursery",
         "_outbox",
         "_outbox_recv",
-        "_nursery",
         "_output",
         "_scope",
         "_stream",
