@@ -32,6 +32,7 @@ from trigear.protocol.packets import (
     SubmitJobLow,
     WorkComplete,
 )
+from trigear.server import ServerConfig
 from trigear.server.scheduler import INDEX_FROM
 
 from ..memory_peer import Peer as MemoryPeer
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from trigear.server import Server
 
 MANY = 20_000
+UNLIMITED = ServerConfig(job_handle_prefix="t", max_functions_per_connection=0)
 
 
 def lines_run(fn: Callable[[], object]) -> int:
@@ -76,14 +78,14 @@ def big_worker(h: Harness, n: int = MANY) -> Any:
 
 
 def test_grab_with_nothing_queued_does_not_look_at_every_function() -> None:
-    h = Harness()
+    h = Harness(UNLIMITED)
     w = big_worker(h)
     assert lines_run(lambda: h.d.handle(w, GrabJob())) < 60
     assert h.recv(w) == [NoJob()]
 
 
 def test_grab_finds_the_one_queued_job_among_many_functions() -> None:
-    h = Harness()
+    h = Harness(UNLIMITED)
     w = big_worker(h)
     c = h.peer()
     h.send(c, SubmitJobBg(b"f%d" % (MANY - 1), b"", b"last"))
@@ -94,7 +96,7 @@ def test_grab_finds_the_one_queued_job_among_many_functions() -> None:
 
 
 def test_pre_sleep_with_nothing_queued_is_answered_by_sleeping() -> None:
-    h = Harness()
+    h = Harness(UNLIMITED)
     w = big_worker(h, 100)
     h.send(w, PreSleep())
     c = h.peer()
@@ -104,7 +106,7 @@ def test_pre_sleep_with_nothing_queued_is_answered_by_sleeping() -> None:
 
 
 def test_get_status_unique_is_one_lookup() -> None:
-    h = Harness()
+    h = Harness(UNLIMITED)
     c = h.peer()
     for i in range(MANY):
         h.d.handle(c, SubmitJobBg(b"f%d" % i, b"u%d" % i, b""))
@@ -116,7 +118,7 @@ def test_get_status_unique_is_one_lookup() -> None:
 
 
 def test_get_status_unique_with_one_unique_in_two_functions_takes_the_oldest() -> None:
-    h = Harness()
+    h = Harness(UNLIMITED)
     c = h.peer()
     h.send(c, SubmitJobBg(b"a", b"u", b""), SubmitJob(b"b", b"u", b""))
     assert h.send(c, GetStatusUnique(b"u")) == [StatusResUnique(b"u", True, False, 0, 0, 0)]
@@ -127,7 +129,7 @@ def test_get_status_unique_with_one_unique_in_two_functions_takes_the_oldest() -
 
 
 def test_cant_do_and_a_small_workers_disconnect_cost_one_lookup() -> None:
-    h = Harness()
+    h = Harness(UNLIMITED)
     w = big_worker(h)
     assert lines_run(lambda: h.d.handle(w, CantDo(b"f5"))) < 80
     assert b"f5" not in w.abilities
@@ -145,7 +147,7 @@ PAD = [b"pad%d" % i for i in range(INDEX_FROM)]
 
 
 def test_indexed_worker_priority_is_global_across_functions() -> None:
-    h = Harness()
+    h = Harness(UNLIMITED)
     c = h.peer()
     h.send(
         c,
@@ -168,7 +170,7 @@ def test_indexed_worker_priority_is_global_across_functions() -> None:
 
 
 def test_indexed_worker_round_robin_and_jobs_arriving_later() -> None:
-    h = Harness()
+    h = Harness(UNLIMITED)
     w = h.peer(*PAD, b"a", b"b")
     c = h.peer()
     for i in range(3):
@@ -184,7 +186,7 @@ def test_indexed_worker_round_robin_and_jobs_arriving_later() -> None:
 
 
 def test_indexed_worker_gets_requeued_jobs_first_and_skips_ended_ones() -> None:
-    h = Harness()
+    h = Harness(UNLIMITED)
     c = h.peer()
     for i in range(3):
         h.send(c, SubmitJob(b"f", b"", b"%d" % i))
@@ -229,7 +231,7 @@ async def test_one_peer_pipelining_grabs_does_not_hold_the_others(
 @pytest.mark.parametrize("n", [1, INDEX_FROM + 1])
 def test_records_of_unused_functions_are_freed(n: int) -> None:
     """A function with no workers, no jobs and no maxqueue setting is forgotten."""
-    h = Harness()
+    h = Harness(UNLIMITED)
     c = h.peer()
     w = h.peer(*[b"f%d" % i for i in range(n)])
     h.send(c, SubmitJob(b"f0", b"", b"x"), SubmitJobBg(b"other", b"", b"y"))

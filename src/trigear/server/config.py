@@ -51,7 +51,7 @@ class ServerConfig:
     #: Connections from one address (0: no limit).
     max_connections_per_address: int = 16384
     #: Functions one connection may register; a CAN_DO beyond is ignored (0: no limit).
-    max_functions_per_connection: int = 100_000
+    max_functions_per_connection: int = 10_000
     #: Live jobs (queued, scheduled or running) in the whole server; a submit of a new
     #: job beyond gets QUEUE_ERROR, as a full ``maxqueue`` (0: no limit).
     max_jobs: int = 10_000_000

@@ -202,8 +202,9 @@ class Scheduler:
         """``peer`` (a worker with a ``ready`` index) can do ``func``."""
         assert peer.ready is not None
         if func.indexed is None:
-            func.indexed = {}
-        func.indexed[peer] = None
+            func.indexed = [peer]
+        elif peer not in func.indexed:
+            func.indexed.append(peer)
         for prio, q in enumerate(func.queues):
             if q:
                 peer.ready[prio][func] = None
@@ -230,8 +231,8 @@ class Scheduler:
         for func in funcs:
             del func.workers[peer]
             func.sleepers.pop(peer, None)
-            if func.indexed is not None:
-                func.indexed.pop(peer, None)
+            if func.indexed is not None and peer in func.indexed:
+                func.indexed.remove(peer)
             if not func.workers:
                 self.release(func)
 

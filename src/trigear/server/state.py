@@ -152,7 +152,9 @@ class Func:
         self.sleepers: dict[Peer, None] = {}
         #: Of those, the ones with many functions, which find work through their
         #: ``Peer.ready`` index: told when a queue of this function gets a job.
-        self.indexed: dict[Peer, None] | None = None
+        #: A list, not a dict: usually one or two, and a dict would cost 200 bytes more
+        #: on each function of a worker with many.
+        self.indexed: list[Peer] | None = None
         #: maxqueue limit per priority, indexed by Priority; 0 is unlimited (S18).
         self.maxqueue = (0, 0, 0)
 
