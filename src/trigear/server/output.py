@@ -69,10 +69,14 @@ class Output:
             dropped += sum(map(len, reply.after))
         peer.out.clear()
         peer.waiting.clear()
-        self.written(peer, dropped)
+        peer.unread -= dropped
+        self.unread -= dropped
 
     def written(self, peer: Peer, n: int) -> None:
-        """``n`` bytes made for ``peer`` were taken by the kernel, or dropped."""
+        """``n`` bytes made for ``peer`` were taken by the kernel.  Not counted for a
+        peer cut off or gone: what it had unread was forgotten then."""
+        if peer.cut or peer.gone:
+            return
         peer.unread -= n
         self.unread -= n
 

@@ -475,11 +475,10 @@ class Server:
                 out.clear()
                 continue
             if peer.cut:
-                self.dispatcher.stats.output_cuts += 1
                 self._log_limit(
                     "closing %r: over %d bytes of output unread", peer, self.config.max_output
                 )
-                conn.cancel()
+                self._cut(conn)
                 continue
             data = out[0] if len(out) == 1 else b"".join(out)
             out.clear()
@@ -487,29 +486,33 @@ class Server:
         if self.dispatcher.output.unread > self.config.max_output_total:
             self._cut_biggest()
 
+    def _cut(self, conn: Connection) -> None:
+        """Close a peer over an output limit.  What it left unread stops counting now
+        (not when its close reaches the dispatcher), so the server-wide budget does not
+        cut another peer for the same bytes."""
+        peer = conn.peer
+        peer.cut = True
+        self.dispatcher.stats.output_cuts += 1
+        self._conns.pop(peer.id, None)
+        self.dispatcher.output.forget(peer)
+        conn.cancel()
+
     def _cut_biggest(self) -> None:
         """All peers together left more than ``max_output_total`` unread: close the
-        biggest non-readers until the rest fit (their counts go when they close)."""
+        biggest non-readers until the rest fit."""
         output = self.dispatcher.output
         budget = self.config.max_output_total
-        excess = output.unread - budget
         for conn in sorted(self._conns.values(), key=lambda c: -c.peer.unread):
-            if excess <= 0 or conn.peer.unread == 0:
+            if output.unread <= budget or conn.peer.unread == 0:
                 break
-            peer = conn.peer
-            if peer.cut:
-                continue
-            peer.cut = True
-            self.dispatcher.stats.output_cuts += 1
-            excess -= peer.unread
             self._log_limit(
                 "closing %r: %d bytes unread, and %d in all is over the server's %d",
-                peer,
-                peer.unread,
+                conn.peer,
+                conn.peer.unread,
                 output.unread,
                 budget,
             )
-            conn.cancel()
+            self._cut(conn)
 
     async def _store_writer(self) -> None:
         delay = 0.0
