@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 from ..protocol.encoder import encode_response
 from ..protocol.packets import Error, JobCreated, Noop, Priority, WorkFail
+from .indexes import UniqueIndex, has_indexed, index_worker, mark_ready, next_indexed
 from .ratelog import RateLimitedLog
 from .state import Func, JobRecord, JobState
 
@@ -112,7 +113,10 @@ class Scheduler:
         self._seq = 0
         #: Live jobs by coalescing key across functions, for GET_STATUS_UNIQUE (which
         #: names no function): one job, or a list when several functions have one.
-        self._by_unique: dict[bytes, JobRecord | list[JobRecord]] = {}
+        self._uniques = UniqueIndex()
+        #: The live jobs whose coalescing key is ``unique``, in any function, oldest
+        #: first: one dictionary lookup (GET_STATUS_UNIQUE names no function).
+        self.with_unique = self._uniques.find
 
     # --- handles ----------------------------------------------------------------------
 
@@ -186,28 +190,17 @@ class Scheduler:
             peer.funcs[func] = None
             peer.order = None
             if peer.ready is not None:
-                self._index(peer, func)
+                index_worker(peer, func)
             elif len(peer.funcs) > INDEX_FROM:
                 peer.ready = ({}, {}, {})
                 for f in peer.funcs:
-                    self._index(peer, f)
+                    index_worker(peer, f)
             if peer.sleeping:
                 if self.has_job(peer):
                     # It sleeps next to work it can now do: wake it (S5).
                     self.wake_peer(peer)
                 else:
                     func.sleepers[peer] = None
-
-    def _index(self, peer: Peer, func: Func) -> None:
-        """``peer`` (a worker with a ``ready`` index) can do ``func``."""
-        assert peer.ready is not None
-        if func.indexed is None:
-            func.indexed = [peer]
-        elif peer not in func.indexed:
-            func.indexed.append(peer)
-        for prio, q in enumerate(func.queues):
-            if q:
-                peer.ready[prio][func] = None
 
     def drop_abilities(self, peer: Peer, only: bytes | None = None) -> None:
         """``peer`` no longer does ``only`` (default: anything): the work is one
@@ -286,7 +279,7 @@ class Scheduler:
         self.jobs[job.handle] = job
         if key:
             func.uniques[key] = job
-            self._add_unique(key, job)
+            self._uniques.add(key, job)
         if not bg:
             job.clients = [peer]
             peer.jobs.add(job)
@@ -321,38 +314,6 @@ class Scheduler:
             peer.jobs.add(job)
         self._send(peer, encode_response(JobCreated(job.handle)))
 
-    def _add_unique(self, key: bytes, job: JobRecord) -> None:
-        by = self._by_unique
-        other = by.get(key)
-        if other is None:
-            by[key] = job
-        elif type(other) is list:
-            other.append(job)
-        else:
-            assert isinstance(other, JobRecord)
-            by[key] = [other, job]
-
-    def _drop_unique(self, key: bytes, job: JobRecord) -> None:
-        by = self._by_unique
-        other = by.get(key)
-        if other is job:
-            del by[key]
-        elif type(other) is list:
-            other.remove(job)
-            if len(other) == 1:
-                by[key] = other[0]
-
-    def with_unique(self, unique: bytes) -> list[JobRecord]:
-        """The live jobs whose coalescing key is ``unique``, in any function, oldest
-        first: one dictionary lookup (GET_STATUS_UNIQUE names no function)."""
-        found = self._by_unique.get(unique)
-        if found is None:
-            return []
-        if type(found) is list:
-            return list(found)
-        assert isinstance(found, JobRecord)
-        return [found]
-
     def replay(self, loaded: LoadResult, wall: float) -> None:
         """Recreate stored jobs at start, in their original order, under their own
         handles; new handles continue after the store's high-water mark (S17, S19)."""
@@ -385,7 +346,7 @@ class Scheduler:
         key = job.data if job.unique == b"-" else job.unique
         if key and key not in func.uniques:
             func.uniques[key] = job
-            self._add_unique(key, job)
+            self._uniques.add(key, job)
         self.enqueue_new(job, wall)
 
     def drop_stored(self) -> int:
@@ -425,19 +386,10 @@ class Scheduler:
         if not q:
             q = func.queue(prio)
             if func.indexed:
-                self._ready(func, prio)
+                mark_ready(func, prio)
         q.append(job)
         if func.sleepers:
             self.wake(func)
-
-    @staticmethod
-    def _ready(func: Func, prio: int) -> None:
-        """A queue of ``func`` gets a job after being empty: tell the workers that keep
-        an index of their functions with jobs."""
-        assert func.indexed is not None
-        for w in func.indexed:
-            assert w.ready is not None
-            w.ready[prio][func] = None
 
     def wake(self, func: Func) -> None:
         """Wake sleeping workers that can do ``func``: one NOOP per sleep (S5)."""
@@ -471,7 +423,7 @@ class Scheduler:
         if self.draining or self.paused:
             return None
         if peer.ready is not None:
-            return self._next_indexed(peer)
+            return next_indexed(peer)
         funcs = peer.order
         if funcs is None:
             funcs = peer.order = list(peer.funcs)
@@ -491,42 +443,13 @@ class Scheduler:
                         return job
         return None
 
-    @staticmethod
-    def _next_indexed(peer: Peer) -> JobRecord | None:
-        """:meth:`next_job` for a worker with many functions: only those with a job
-        queued are looked at.  At a priority they take turns (S3): the one a job came
-        from goes to the back."""
-        assert peer.ready is not None
-        queued = _QUEUED
-        for prio, ready in enumerate(peer.ready):
-            while ready:
-                f = next(iter(ready))
-                del ready[f]
-                q = f.queues[prio]
-                while q:
-                    job = q.popleft()
-                    if job.state is queued:
-                        if q:
-                            ready[f] = None
-                        return job
-        return None
-
     def has_job(self, peer: Peer) -> bool:
         """True when :meth:`next_job` would find a job for ``peer``."""
         if self.draining or self.paused:
             return False
-        queued = _QUEUED
         if peer.ready is not None:
-            for prio, ready in enumerate(peer.ready):
-                while ready:
-                    f = next(iter(ready))
-                    q = f.queues[prio]
-                    while q:
-                        if q[0].state is queued:
-                            return True
-                        q.popleft()
-                    del ready[f]
-            return False
+            return has_indexed(peer)
+        queued = _QUEUED
         for f in peer.funcs:
             for q in f.queues:
                 while q:
@@ -565,7 +488,7 @@ class Scheduler:
         key = job.data if job.unique == b"-" else job.unique
         if key and func.uniques.get(key) is job:
             del func.uniques[key]
-            self._drop_unique(key, job)
+            self._uniques.drop(key, job)
         for c in job.clients:
             c.jobs.discard(job)
         if job.stored:
@@ -615,7 +538,7 @@ class Scheduler:
         if not q:
             q = func.queue(prio)
             if func.indexed:
-                self._ready(func, prio)
+                mark_ready(func, prio)
         q.appendleft(job)
         if func.sleepers:
             self.wake(func)
