@@ -53,7 +53,7 @@ def test_retry_exhaustion(retries: int) -> None:
     assert type(fail) is WorkFail
     assert fail.handle == b"H:t:1"
     assert h.d.jobs == {}
-    assert b"f" not in h.d.funcs  # nothing needs the record any more: freed
+    assert h.d.funcs[b"f"].total == 0
     assert h.d.stats.retries_exhausted == 1
     assert h.send(h.peer(b"f"), GrabJob()) == [NoJob()]
 
@@ -211,7 +211,7 @@ def test_foreground_job_whose_client_left_is_not_dispatched() -> None:
     h.send(c, SubmitJob(b"f", b"u", b"x"))
     h.d.disconnect(c)
     assert h.d.jobs == {}
-    assert b"f" not in h.d.funcs  # nothing needs the record any more: freed
+    assert h.d.funcs[b"f"].total == 0
     assert h.send(h.peer(b"f"), GrabJob()) == [NoJob()]
 
 
@@ -250,7 +250,7 @@ def test_requeued_job_without_clients_is_dropped() -> None:
     h.d.disconnect(c)
     h.d.disconnect(w)
     assert h.d.jobs == {}
-    assert b"f" not in h.d.funcs  # nothing needs the record any more: freed
+    assert h.d.funcs[b"f"].total == 0
 
 
 # --- S18 maxqueue -----------------------------------------------------------------------

@@ -45,7 +45,9 @@ if TYPE_CHECKING:
     from trigear.server import Server
 
 MANY = 20_000
-UNLIMITED = ServerConfig(job_handle_prefix="t", max_functions_per_connection=0)
+UNLIMITED = ServerConfig(
+    job_handle_prefix="t", max_functions_per_connection=0, max_idle_functions=0
+)
 
 
 def lines_run(fn: Callable[[], object]) -> int:
@@ -137,7 +139,7 @@ def test_cant_do_and_a_small_workers_disconnect_cost_one_lookup() -> None:
     small = h.peer(b"f6")
     assert lines_run(lambda: h.d.disconnect(small)) < 120
     # A worker's own functions go at one step each.
-    assert lines_run(lambda: h.d.disconnect(w)) < 30 * MANY
+    assert lines_run(lambda: h.d.disconnect(w)) < 40 * MANY
     assert h.d.funcs == {}
 
 
@@ -229,19 +231,29 @@ async def test_one_peer_pipelining_grabs_does_not_hold_the_others(
 
 
 @pytest.mark.parametrize("n", [1, INDEX_FROM + 1])
-def test_records_of_unused_functions_are_freed(n: int) -> None:
-    """A function with no workers, no jobs and no maxqueue setting is forgotten."""
-    h = Harness(UNLIMITED)
+def test_records_of_unused_functions_beyond_the_idle_limit_are_freed(n: int) -> None:
+    """A function with no workers, no jobs and no maxqueue setting is kept, as gearmand
+    keeps it, but only the ``max_idle_functions`` most recently let go."""
+    h = Harness(ServerConfig(job_handle_prefix="t", max_idle_functions=1))
     c = h.peer()
     w = h.peer(*[b"f%d" % i for i in range(n)])
     h.send(c, SubmitJob(b"f0", b"", b"x"), SubmitJobBg(b"other", b"", b"y"))
     h.grab(w)
-    h.d.disconnect(w)  # f0's job is requeued: f0 stays
+    h.d.disconnect(w)  # f0's job is requeued: f0 stays; the others are let go
+    assert set(h.d.funcs) == {b"f0", b"other"} | ({b"f%d" % (n - 1)} if n > 1 else set())
+    h.d.disconnect(c)  # f0's job had only that client (S12): dropped, f0 let go
     assert set(h.d.funcs) == {b"f0", b"other"}
-    h.d.disconnect(c)  # f0's job had only that client (S12): dropped, f0 freed
-    assert set(h.d.funcs) == {b"other"}
     admin = h.peer()
     h.d.handle(admin, AdminCommand(b"maxqueue kept 5"))
     w2 = h.peer(b"kept")
     h.d.disconnect(w2)
     assert b"kept" in h.d.funcs  # it has a maxqueue setting
+    assert set(h.d.funcs) == {b"f0", b"other", b"kept"}
+    # Used again after being let go, the oldest idle one is not freed under its user.
+    w3 = h.peer(b"f0")
+    h.d.disconnect(h.peer(b"new"))
+    assert b"f0" in h.d.funcs
+    assert b"new" in h.d.funcs
+    h.d.disconnect(w3)
+    assert b"new" not in h.d.funcs
+    assert b"f0" in h.d.funcs

@@ -131,6 +131,7 @@ def test_the_flags_reach_the_config() -> None:
             "--max-connections-per-address=5",
             "--max-functions-per-connection=7",
             "--max-jobs=100",
+            "--max-idle-functions=9",
             "--max-job-bytes=1M",
             "--max-output=2M",
             "--max-output-total=8M",
@@ -144,6 +145,7 @@ def test_the_flags_reach_the_config() -> None:
     config = _config(args)
     assert (config.max_connections, config.max_connections_per_address) == (10, 5)
     assert config.max_functions_per_connection == 7
+    assert config.max_idle_functions == 9
     assert (config.max_jobs, config.max_job_bytes) == (100, 1024 * 1024)
     assert (config.max_output, config.max_output_total) == (2 * 1024**2, 8 * 1024**2)
     assert (config.stall_timeout, config.min_upload_rate) == (3.0, 64 * 1024)

@@ -126,6 +126,14 @@ def add_limit_flags(p: argparse.ArgumentParser) -> None:
         f" ({_default('max_functions_per_connection')})",
     )
     g.add_argument(
+        "--max-idle-functions",
+        type=_number(int, 0),
+        default=_default("max_idle_functions"),
+        metavar="N",
+        help="unused function records kept (admin status lists them, as gearmand's);"
+        f" beyond, the oldest are freed ({_default('max_idle_functions')})",
+    )
+    g.add_argument(
         "--max-jobs",
         type=_number(int, 0),
         default=_default("max_jobs"),
@@ -154,6 +162,7 @@ def limit_config(args: argparse.Namespace) -> dict[str, Any]:
         "max_connections": args.max_connections,
         "max_connections_per_address": args.max_connections_per_address,
         "max_functions_per_connection": args.max_functions_per_connection,
+        "max_idle_functions": args.max_idle_functions,
         "max_jobs": args.max_jobs,
         "max_job_bytes": args.max_job_bytes,
     }

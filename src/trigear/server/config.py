@@ -52,6 +52,9 @@ class ServerConfig:
     max_connections_per_address: int = 16384
     #: Functions one connection may register; a CAN_DO beyond is ignored (0: no limit).
     max_functions_per_connection: int = 10_000
+    #: Unused function records (no workers, no jobs, no maxqueue) kept, as gearmand
+    #: keeps them all; beyond, the oldest are freed.
+    max_idle_functions: int = 1000
     #: Live jobs (queued, scheduled or running) in the whole server; a submit of a new
     #: job beyond gets QUEUE_ERROR, as a full ``maxqueue`` (0: no limit).
     max_jobs: int = 10_000_000

@@ -102,6 +102,9 @@ class Scheduler:
         self._max_funcs = config.max_functions_per_connection or _NO_LIMIT
         #: Bytes of data of the live jobs (``max_job_bytes``).
         self.job_bytes = 0
+        #: Unused function records, oldest first (see :meth:`release`).
+        self._idle: dict[Func, None] = {}
+        self._max_idle = config.max_idle_functions
         self._log_limit = RateLimitedLog(log, logging.WARNING)
         self._wakeup = config.worker_wakeup
         #: maxqueue limits by function name, also for functions that do not exist yet.
@@ -160,17 +163,33 @@ class Scheduler:
         del self.funcs[name]
         return None
 
-    def release(self, func: Func) -> None:
-        """Free ``func``'s record if nothing needs it any more: no workers, no jobs and
-        no ``maxqueue`` setting.  One-off names must not cost memory for ever."""
-        if (
+    def _unused(self, func: Func) -> bool:
+        """Nothing needs ``func``'s record: no workers, no jobs, no ``maxqueue``."""
+        return (
             not func.workers
             and not func.running
             and not (func.counts[0] or func.counts[1] or func.counts[2])
             and func.name not in self._maxqueue
             and self.funcs.get(func.name) is func
-        ):
-            del self.funcs[func.name]
+        )
+
+    def release(self, func: Func) -> None:
+        """``func`` may have become unused.  Unused records are kept, as gearmand keeps
+        them (admin ``status`` lists them), but only the ``max_idle_functions`` most
+        recently let go: beyond, the oldest are freed, so one-off names cannot make the
+        server keep memory for ever."""
+        if not self._unused(func):
+            return
+        idle = self._idle
+        idle.pop(func, None)
+        idle[func] = None
+        while len(idle) > self._max_idle:
+            old = next(iter(idle))
+            del idle[old]
+            # Used again since it was let go: it stays (and comes back here when it is
+            # let go again).
+            if self._unused(old):
+                del self.funcs[old.name]
 
     def add_ability(self, peer: Peer, name: bytes, timeout: int) -> None:
         """``peer`` can do ``name``, each run for at most ``timeout`` ms (0: no limit)."""
