@@ -303,7 +303,11 @@ class Connection:
         if self._outbox is None:
             self._outbox, self._outbox_recv = trio.open_memory_channel[OutboxItem](math.inf)
             if self._nursery is not None:
-                self._nursery.start_soon(self._write, self._outbox_recv)
+                try:
+                    self._nursery.start_soon(self._write, self._outbox_recv)
+                except RuntimeError:
+                    # The connection has ended already: what is queued goes nowhere.
+                    self._scope.cancel()
         return self._outbox
 
     async def _write(self, outbox: trio.MemoryReceiveChannel[OutboxItem]) -> None:
