@@ -92,6 +92,7 @@ _EXPORTS: dict[str, str] = {
         ("Server", "ServerConfig", "ServerStatistics", "serve_gearman"), "trigear.server"
     ),
     "open_store": "trigear.store",
+    "Keepalive": "trigear._keepalive",
     "Priority": "trigear.protocol.packets",
 }
 
@@ -110,6 +111,7 @@ __all__ = [
     "JobFunction",
     "JobStatus",
     "JobStream",
+    "Keepalive",
     "NoServerAvailable",
     "Priority",
     "Server",

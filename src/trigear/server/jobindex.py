@@ -47,8 +47,9 @@ class JobIndex(Mapping[bytes, "JobRecord"]):
     def add(self, job: JobRecord) -> None:
         self._jobs[job.key] = job
 
-    def discard(self, job: JobRecord) -> None:
-        self._jobs.pop(job.key, None)
+    def discard(self, job: JobRecord) -> bool:
+        """Remove ``job``; False if it was not there."""
+        return self._jobs.pop(job.key, None) is not None
 
     # --- the mapping ------------------------------------------------------------------
 
