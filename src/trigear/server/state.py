@@ -12,6 +12,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from .noqueue import NO_JOBS
+
 if TYPE_CHECKING:
     from ..protocol.packets import Priority
     from .acl import Grants
@@ -181,25 +183,6 @@ class JobExtras:
         self.attempts = 0
         self.numerator = 0
         self.denominator = 0
-
-
-class _NoJobs(deque["JobRecord"]):
-    """The empty queue every function starts with, one for all: an empty ``deque``
-    costs about 760 bytes, and most functions never queue at some priority.  Writers
-    put a queue of the function's own in its place first (:meth:`Func.queue`); appending
-    to this one is a bug and raises."""
-
-    __slots__ = ()
-
-    def append(self, job: JobRecord) -> None:
-        raise AssertionError("append to the shared empty queue")
-
-    def appendleft(self, job: JobRecord) -> None:
-        raise AssertionError("append to the shared empty queue")
-
-
-#: The shared empty queue (see :class:`_NoJobs`).
-NO_JOBS: deque[JobRecord] = _NoJobs()
 
 
 class Func:
