@@ -8,15 +8,12 @@ stays Python.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .state import JobRecord
+from typing import Any
 
 __all__ = ["NO_JOBS"]
 
 
-class _NoJobs(deque["JobRecord"]):
+class _NoJobs(deque[Any]):
     """The empty queue every function starts with, one for all: an empty ``deque``
     costs about 760 bytes, and most functions never queue at some priority.  Writers
     put a queue of the function's own in its place first
@@ -25,12 +22,12 @@ class _NoJobs(deque["JobRecord"]):
 
     __slots__ = ()
 
-    def append(self, job: JobRecord) -> None:
+    def append(self, job: Any) -> None:
         raise AssertionError("append to the shared empty queue")
 
-    def appendleft(self, job: JobRecord) -> None:
+    def appendleft(self, job: Any) -> None:
         raise AssertionError("append to the shared empty queue")
 
 
 #: The shared empty queue (see :class:`_NoJobs`).
-NO_JOBS: deque[JobRecord] = _NoJobs()
+NO_JOBS: deque[Any] = _NoJobs()
