@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 from ..protocol.codec import encode_response
 from ..protocol.packets import Error, JobCreated, Noop, Priority, WorkFail
 from .state import Func, JobRecord, JobState
+from .tally import COALESCED, FAILED, REQUEUED, TIMED_OUT, Tallies
 
 if TYPE_CHECKING:
     from ..store.base import LoadResult, StoredJob
@@ -76,6 +77,11 @@ class Scheduler:
     ) -> None:
         self.funcs: dict[bytes, Func] = {}
         self.jobs: dict[bytes, JobRecord] = {}
+        #: Monotonic seconds, set by the server before each pass: only the metrics'
+        #: times (:mod:`.tally`) read it.
+        self.now = 0.0
+        #: Each function's counters, kept by name (:mod:`.tally`).
+        self.tallies = Tallies()
         #: While draining (S21) no job is handed out, and only durable background
         #: submits are taken.
         self.draining = False
@@ -115,7 +121,7 @@ class Scheduler:
         """The record of function ``name``, created on first use."""
         f = self.funcs.get(name)
         if f is None:
-            f = self.funcs[name] = Func(name)
+            f = self.funcs[name] = Func(name, self.tallies.get(name))
             limit = self._maxqueue.get(name)
             if limit is not None:
                 f.maxqueue = limit
@@ -187,6 +193,7 @@ class Scheduler:
         if key:
             job = func.uniques.get(key)
             if job is not None:
+                func.tally.counts[COALESCED + prio] += 1
                 self._join(peer, job, bg)
                 return
         if self.draining and not (bg and self._durable):
@@ -198,6 +205,7 @@ class Scheduler:
             return
         job = JobRecord(self._new_handle(), func, unique, data, prio, bg)
         self._stats.jobs_submitted += 1
+        func.tally.counts[prio] += 1
         job.reducer = reducer
         job.when = when
         self.jobs[job.handle] = job
@@ -294,6 +302,7 @@ class Scheduler:
     def enqueue_new(self, job: JobRecord, wall: float) -> None:
         """A new job becomes runnable now or is scheduled for its time (S15)."""
         func = job.func
+        job.since = self.now
         if job.state is not _COMMITTING:
             func.counts[job.priority] += 1
         if job.when is not None and job.when > wall:
@@ -370,6 +379,8 @@ class Scheduler:
         func = job.func
         func.counts[job.priority] -= 1
         func.running += 1
+        func.tally.queued.observe(now - job.since)
+        job.since = now
         job.state = _RUNNING
         job.worker = peer
         job.run_id += 1
@@ -417,6 +428,8 @@ class Scheduler:
         if retries >= 0 and job.attempts > retries:
             self._stats.retries_exhausted += 1
             self._stats.jobs_failed += 1
+            func.tally.counts[FAILED + job.priority] += 1
+            self.tallies.failed(self.now, func.name, job.handle, "retries")
             log.warning(
                 "job %s (%s) failed: its %d retries are spent",
                 job.handle.decode(errors="replace"),
@@ -430,6 +443,8 @@ class Scheduler:
             self.finish(job)
             return
         self._stats.jobs_requeued += 1
+        func.tally.counts[REQUEUED + job.priority] += 1
+        job.since = self.now
         if job.stored:
             self._commits.save_attempts(job)
         func.running -= 1
@@ -473,11 +488,13 @@ class Scheduler:
             if job.state is _RUNNING and job.run_id == run_id and job.worker:
                 # S11: the run outlived CAN_DO_TIMEOUT; a late result is JOB_NOT_FOUND.
                 self._stats.jobs_timed_out += 1
+                job.func.tally.counts[TIMED_OUT + job.priority] += 1
                 job.worker.held.pop(job.handle, None)
                 self.lose_run(job)
         while self._epochs and self._epochs[0][0] <= wall:
             _, _, job = heapq.heappop(self._epochs)
             if job.state is _SCHEDULED:
+                job.since = now
                 job.state = _QUEUED
                 job.func.queues[job.priority].append(job)
                 if job.func.sleepers:

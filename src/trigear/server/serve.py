@@ -121,6 +121,8 @@ class Server:
         self.listeners: list[trio.SocketListener] = []
         #: The TLS context of each listener that has one.
         self.tls: dict[trio.SocketListener, ssl.SSLContext] = {}
+        #: Where the HTTP side listens (``ServerConfig.http``), once serving.
+        self.http_urls: list[str] = []
 
     # --- public ------------------------------------------------------------------------
 
@@ -201,6 +203,10 @@ class Server:
                     core.start_soon(self.cluster.run)
                 async with trio.open_nursery() as conns:
                     self._conn_nursery = conns
+                    if self.config.http is not None:
+                        from .http import serve_http
+
+                        self.http_urls = await conns.start(serve_http, self)
                     async with trio.open_nursery() as accepting:
                         for listener in self.listeners:
                             accepting.start_soon(self._accept_loop, listener)
@@ -345,7 +351,7 @@ class Server:
     def _set_clock(self) -> None:
         now = trio.current_time()
         d = self.dispatcher
-        d.now = now
+        d.now = d.scheduler.now = now
         d.wall = self._wall0 + now
         # A cluster member hands out jobs only while its lease runs (server/cluster.py).
         paused = now >= d.lease_until
@@ -493,6 +499,7 @@ class Server:
                 await self._inbox_send.send(StoreDone(False))
             else:
                 delay = 0.0
+                self.dispatcher.tallies.commits.observe(trio.current_time() - started)
                 if self.cluster is not None:
                     self.cluster.renew(started)
                 await self._inbox_send.send(StoreDone(True, joined or None))

@@ -12,6 +12,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from .tally import FuncTally
+
 if TYPE_CHECKING:
     from ..protocol.packets import Priority
     from .acl import Grants
@@ -49,6 +51,7 @@ class JobRecord:
         "priority",
         "reducer",
         "run_id",
+        "since",
         "state",
         "stored",
         "unique",
@@ -92,6 +95,9 @@ class JobRecord:
         self.run_id = 0
         #: The identity that submitted it, set only under an access control list.
         self.owner: str | None = None
+        #: Monotonic seconds since it is queued, or running (the time histograms of
+        #: :mod:`trigear.server.tally`).
+        self.since = 0.0
 
     def __repr__(self) -> str:
         return f"<JobRecord {self.handle!r} {self.func.name!r} {self.state.name}>"
@@ -107,12 +113,15 @@ class Func:
         "queues",
         "running",
         "sleepers",
+        "tally",
         "uniques",
         "workers",
     )
 
-    def __init__(self, name: bytes) -> None:
+    def __init__(self, name: bytes, tally: FuncTally | None = None) -> None:
         self.name = name
+        #: What it did, for the metrics (:mod:`trigear.server.tally`).
+        self.tally = tally or FuncTally()
         #: One FIFO per priority (HIGH, NORMAL, LOW: indexed by Priority).  Entries whose
         #: job is no longer QUEUED are dropped lazily when they reach the head.
         self.queues: tuple[deque[JobRecord], deque[JobRecord], deque[JobRecord]] = (
