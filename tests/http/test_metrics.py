@@ -101,25 +101,25 @@ def test_metrics_count_known_traffic() -> None:
 
 
 def test_labels_stay_bounded_and_counters_never_go_down() -> None:
-    with http_server("--metrics-functions", "2") as server:
-        with trigear.BlockingClient(server.address) as client:
-            for name, n in (("busy", 3), ("second", 2), ("third", 1), ("fourth", 1)):
-                for i in range(n):
-                    client.submit_background(name, f"{i}", timeout=30)
-            before = server.metrics()
-            for i in range(40):
-                client.submit_background(f"junk-{i}", "x", timeout=30)
-            client.submit_background("busy", "more", timeout=30)
-            after = server.metrics()
+    with (
+        http_server("--metrics-functions", "2") as server,
+        trigear.BlockingClient(server.address) as client,
+    ):
+        for name, n in (("busy", 3), ("second", 2), ("third", 1), ("fourth", 1)):
+            for i in range(n):
+                client.submit_background(name, f"{i}", timeout=30)
+        before = server.metrics()
+        for i in range(40):
+            client.submit_background(f"junk-{i}", "x", timeout=30)
+        client.submit_background("busy", "more", timeout=30)
+        after = server.metrics()
 
     def submitted(m: dict, function: str) -> float:  # type: ignore[type-arg]
         return sample(m, "trigear_jobs_submitted_total", function=function, priority="normal")
 
     # The two most active functions got labels; the others are summed as _other.
     labelled = {
-        dict(labels)["function"]
-        for name, labels in after
-        if name == "trigear_jobs_submitted_total"
+        dict(labels)["function"] for name, labels in after if name == "trigear_jobs_submitted_total"
     }
     assert labelled == {"busy", "second", "_other"}
     assert submitted(before, "busy") == 3
@@ -128,7 +128,8 @@ def test_labels_stay_bounded_and_counters_never_go_down() -> None:
     assert submitted(after, "busy") == 4
     assert submitted(after, "_other") == 42
     queued = {
-        dict(labels)["function"]: v for (name, labels), v in after.items()
+        dict(labels)["function"]: v
+        for (name, labels), v in after.items()
         if name == "trigear_jobs_queued" and dict(labels)["priority"] == "normal"
     }
     assert queued == {"busy": 4, "second": 2, "_other": 42}

@@ -105,8 +105,8 @@ def parse_submit(
 ) -> SubmitRequest:
     """The submit a ``POST /job/FUNCTION`` asks for; :exc:`BadRequest` (400) if the
     function name or a header is not one."""
-    if not function or any(c in function for c in b"\0 \t\r\n"):
-        raise BadRequest(400, "the function name must be non-empty, without NUL or spaces")
+    if not function or any(c in function for c in b"\0\t\r\n"):
+        raise BadRequest(400, "the function name must be non-empty, without NUL, tabs or newlines")
     unique = headers.get(b"x-gearman-unique", b"")
     if b"\0" in unique:
         raise BadRequest(400, "X-Gearman-Unique must not contain NUL")
