@@ -216,20 +216,6 @@ def recv_packet(sock: socket.socket) -> tuple[int, bytes]:
     return ptype, recv_exact(sock, size)
 
 
-def recv_until(sock: socket.socket, end: Callable[[bytes], bool]) -> bytes:
-    buf = b""
-    while not end(buf):
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise EOFError(f"closed after {buf!r}")
-        buf += chunk
-    return buf
-
-
-def is_listing_end(buf: bytes) -> bool:
-    return buf == b".\n" or buf.endswith(b"\n.\n")
-
-
 def read_admin_reply(f: BinaryIO) -> bytes:
     """One admin reply from a buffered socket file: an ``OK``/``ERR`` line, or a listing
     up to its ``.`` line."""

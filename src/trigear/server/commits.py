@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..protocol.codec import encode_response
+from ..protocol.encoder import encode_response
 from ..protocol.packets import Error, JobCreated
 from ..store.base import StoredJob
 from .state import PendingReply

@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING, Protocol
 
 import trio
 
-from ..protocol.codec import Decoder, Role
+from ..protocol.decoder import Decoder
 from ..protocol.errors import RemoteProtocolError
+from ..protocol.framing import Role
 from .messages import CLOSE_AFTER_OUTPUT, BadInput, Events, OutboxItem
 
 if TYPE_CHECKING:

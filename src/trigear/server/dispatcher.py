@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal, TypeVar, cast
 
 from ..protocol.admin import leading_int, parse_admin_line
-from ..protocol.codec import encode_response
+from ..protocol.encoder import encode_response
 from ..protocol.packets import (
     AdminCommand,
     AllYours,

@@ -42,7 +42,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from ..protocol.admin import format_error, parse_admin_line
-from ..protocol.codec import encode_response
+from ..protocol.encoder import encode_response
 from ..protocol.packets import (
     AdminCommand,
     CanDo,

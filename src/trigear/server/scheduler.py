@@ -31,7 +31,7 @@ import heapq
 import logging
 from typing import TYPE_CHECKING
 
-from ..protocol.codec import encode_response
+from ..protocol.encoder import encode_response
 from ..protocol.packets import Error, JobCreated, Noop, Priority, WorkFail
 from .state import Func, JobRecord, JobState
 from .tally import COALESCED, FAILED, REQUEUED, TIMED_OUT, Tallies

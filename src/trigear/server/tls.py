@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple
 import trio
 
 from ..protocol.admin import format_error
-from ..protocol.codec import encode_response
+from ..protocol.encoder import encode_response
 from ..protocol.packets import Error
 
 if TYPE_CHECKING:

@@ -261,13 +261,6 @@ class Membership:
                 " current): its jobs now belong to other servers"
             )
 
-    def leave(self, cur: psycopg.Cursor[Any]) -> None:
-        """A graceful stop: mark this member down (its rows stay its own)."""
-        cur.execute(
-            f"UPDATE {self._servers} SET up = false WHERE name = %s AND epoch = %s",
-            (self.name, self.epoch),
-        )
-
     # -- looking at the others ------------------------------------------------------------
 
     def members(self, cur: psycopg.Cursor[Any]) -> list[Member]:
