@@ -10,7 +10,7 @@ import pytest
 
 import trigear
 
-from ..cli.cli_helpers import running
+from ..cli.cli_helpers import running, trigear_cli
 from .http_helpers import http_server, sample, wait_until
 
 if TYPE_CHECKING:
@@ -150,3 +150,22 @@ def test_store_commits_are_counted_and_timed(tmp_path: Path) -> None:
     )
     assert sample(m, "trigear_store_commit_failures_total") == 0
     assert sample(m, "trigear_jobs_queued", function="stored", priority="normal") == 3
+
+
+def test_http_flag_mistakes_exit_2_without_a_traceback() -> None:
+    with http_server() as server:
+        taken = server.url.removeprefix("http://")
+        for flag, words in (
+            (taken, "cannot listen for HTTP"),
+            ("nonsense", "is not PORT or ADDRESS:PORT"),
+            ("127.0.0.1:99999", "is not PORT or ADDRESS:PORT"),
+        ):
+            done = trigear_cli("-p", "0", "--http", flag)
+            assert done.returncode == 2, done.stderr
+            assert words in done.stderr.decode()
+            assert b"Traceback" not in done.stderr
+        done = trigear_cli("-p", "0", "--http", "0", "--http-timeout", "0")
+        assert done.returncode == 2
+        assert b"--http-timeout" in done.stderr
+        server.proc.terminate()
+        assert server.proc.wait(30) == 0

@@ -455,6 +455,15 @@ def _addr(listener: trio.SocketListener, server: Server) -> str:
     return f"{where} (TLS{', client certificates required' if mutual else ''})"
 
 
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    """The exceptions in ``group`` and in the groups nested in it (a listener that
+    failed inside the server's nurseries arrives nested)."""
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
+
+
 def main(argv: Sequence[str] | None = None, *, prog: str = "trigear serve") -> None:
     """Run the server until a signal drains it; exit 0, or 2 for a user mistake."""
     parser = build_parser(prog)
@@ -482,7 +491,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "trigear serve") -> N
                 raise UsageError(f"cannot write pid file: {exc}") from None
         trio.run(_run, args, config, store, tls, acl)
     except* (UsageError, ListenError) as group:
-        parser.exit(2, "".join(f"{prog}: {e}\n" for e in group.exceptions))
+        parser.exit(2, "".join(f"{prog}: {e}\n" for e in _leaves(group)))
     except* StoreError as group:
         parser.exit(1, "".join(f"{prog}: cannot start: {e}\n" for e in group.exceptions))
     sys.exit(0)
