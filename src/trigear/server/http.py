@@ -129,7 +129,8 @@ class HttpApp:
         config = self.host.config
         limits = config.limits
         headers = _headers(scope)
-        function = unquote_to_bytes(scope["raw_path"].split(b"?", 1)[0][len(b"/job/") :])
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+        function = unquote_to_bytes(raw_path.split(b"?", 1)[0][len(b"/job/") :])
         try:
             request = parse_submit(function, headers, config.http_timeout)
             if len(function) > limits.max_function:
