@@ -19,6 +19,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+import pytest
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -73,6 +74,9 @@ from trigear.protocol.packets import (
 from trigear.server.config import ServerConfig
 from trigear.server.dispatcher import Dispatcher
 from trigear.server.state import JobState, Peer
+
+# A thousand runs of sixty steps: minutes under coverage on a busy machine, not a hang.
+pytestmark = pytest.mark.timeout(900)
 
 if TYPE_CHECKING:
     from trigear.server.commits import StoreBatch
