@@ -177,3 +177,16 @@ def test_the_acl_applies_to_http_submits(tmp_path: Path) -> None:
         assert "PERMISSION_DENIED" in reply.text
         reply = server.http.post("/job/allowed", content=b"x", headers=_bg())
         assert reply.status_code == 202
+
+
+def test_while_draining_submits_get_503_and_metrics_still_answer() -> None:
+    with http_server("--shutdown-timeout", "20") as server, running(_worker(server.address)):
+        reply = server.http.post("/job/slow", content=b"3", headers=_bg())
+        assert reply.status_code == 202
+        wait_until(lambda: (server.function("slow") or {}).get("running") == 1, what="running")
+        server.proc.terminate()  # SIGTERM: a graceful drain (S21)
+        wait_until(lambda: sample(server.metrics(), "trigear_draining") == 1, what="draining shown")
+        reply = server.http.post("/job/reverse", content=b"x")
+        assert reply.status_code == 503
+        assert "shutting down" in reply.text
+        assert server.proc.wait(30) == 0
