@@ -72,7 +72,12 @@ def test_a_name_means_one_thing_across_the_packages() -> None:
 
 
 def _loaded_after(statement: str) -> set[str]:
-    code = f"import sys\n{statement}\nprint('\\n'.join(sorted(sys.modules)))"
+    """The modules ``statement`` loads in a fresh interpreter (those loaded before it, by
+    the interpreter itself or by a coverage measurement of the run, do not count)."""
+    code = (
+        "import sys\nbefore = set(sys.modules)\n"
+        f"{statement}\nprint('\\n'.join(sorted(set(sys.modules) - before)))"
+    )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     ).stdout

@@ -12,9 +12,10 @@ uniques; worker processes serve all three and record each run before completing 
 2. **freeze**: SIGSTOP of a random server for 15 s, then SIGCONT;
 3. **PostgreSQL restart**: ``pg_ctl restart -m immediate`` of the throwaway cluster;
 
-then the clients stop, everything drains, the servers stop gracefully (exit 0) and the
-store must be empty.  The criteria (``chaos_report.py`` computes them) are checked at the
-end; the figures are printed (``pytest -s``).
+then the clients stop, everything drains (the workers run until the store is empty), the
+workers stop and the servers stop gracefully (exit 0), and the store must be empty.  The
+criteria (``chaos_report.py`` computes them) are checked at the end; the figures are
+printed (``pytest -s``).
 """
 
 from __future__ import annotations
@@ -110,6 +111,19 @@ def jobs_in_store(url: str) -> int:
     return int(row[0])
 
 
+def store_dump(url: str) -> list[str]:
+    """What the store still holds, for a failure's report: the job rows (owner, adopted
+    flag, handle, unique) and every member's row."""
+    with psycopg.connect(url, connect_timeout=5) as conn:
+        jobs = conn.execute(
+            "SELECT owner, adopted, handle, unique_key, attempts FROM trigear_jobs ORDER BY seq"
+        ).fetchall()
+        members = conn.execute(
+            "SELECT name, up, epoch, heartbeat, last_handle FROM trigear_servers ORDER BY name"
+        ).fetchall()
+    return [f"job {row}" for row in jobs] + [f"member {row}" for row in members]
+
+
 def epochs(url: str) -> dict[str, int]:
     with psycopg.connect(url, connect_timeout=5) as conn:
         rows = conn.execute("SELECT name, epoch FROM trigear_servers").fetchall()
@@ -123,7 +137,10 @@ def test_chaos(pg_cluster: Cluster, tmp_path: Path) -> None:
     servers = {n: ServerProc(n, url, tmp_path) for n in NAMES}
     by_address = {s.address: n for n, s in servers.items()}
     addresses = [s.address for s in servers.values()]
+    # Two stop files: the clients stop first; the workers run until the store is empty
+    # (a worker stopped with jobs still queued would leave them in the store, unrun).
     stop_file = tmp_path / "stop"
+    stop_workers = tmp_path / "stop-workers"
     disruptions: list[Disruption] = []
     phases: dict[str, tuple[float, float]] = {}
     try:
@@ -134,7 +151,7 @@ def test_chaos(pg_cluster: Cluster, tmp_path: Path) -> None:
         with processes() as peers:
             for i in range(WORKERS):
                 out = tmp_path / f"worker{i}.txt"
-                argv = [sys.executable, str(PEERS), "worker", f"w{i}", str(out), str(stop_file)]
+                argv = [sys.executable, str(PEERS), "worker", f"w{i}", str(out), str(stop_workers)]
                 peers.append(subprocess.Popen([*argv, *addresses], stderr=_log(tmp_path, out)))
             clients = []
             for i in range(CLIENTS):
@@ -199,6 +216,9 @@ def test_chaos(pg_cluster: Cluster, tmp_path: Path) -> None:
                 time.sleep(0.5)
                 left = jobs_in_store(url)
             drained = time.time() - stop_clients
+            if left:
+                print("\n".join(["left in the store after the drain:", *store_dump(url)]))
+            stop_workers.write_text("stop")
             for s in servers.values():
                 s.signal(signal.SIGTERM)
             codes = {}
@@ -210,6 +230,7 @@ def test_chaos(pg_cluster: Cluster, tmp_path: Path) -> None:
         left_after_stop = jobs_in_store(url)
     finally:
         stop_file.write_text("stop")
+        stop_workers.write_text("stop")
         while _FDS:
             os.close(_FDS.pop())
         for s in servers.values():
