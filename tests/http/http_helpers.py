@@ -31,7 +31,12 @@ class HttpServer:
         self.log = log
         self.address = address
         self.url = url
-        self.http = httpx.Client(base_url=url, timeout=30)
+        # A connection per request: a kept-alive one that the server closes as idle
+        # (Hypercorn, after 5 s) just as a POST goes out on it fails that POST, which
+        # httpx rightly does not retry; a busy machine can stall a test that long.
+        self.http = httpx.Client(
+            base_url=url, timeout=30, limits=httpx.Limits(max_keepalive_connections=0)
+        )
 
     def log_text(self) -> str:
         self.log.seek(0)
