@@ -71,7 +71,11 @@ class ServerProcess:
         return [sys.executable, "-m", "trigear", "-p", p, "-L", "127.0.0.1", "-l", self.log.name]
 
     def start(self) -> None:
-        argv = self.argv()
+        try:
+            argv = self.argv()
+        except BaseException:  # a missing peer's skip: the log file goes with it
+            self.log.close()
+            raise
         self.proc = subprocess.Popen(
             argv, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ}
         )

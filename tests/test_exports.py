@@ -27,6 +27,7 @@ PUBLIC = [
     "JobFunction",
     "JobStatus",
     "JobStream",
+    "Keepalive",
     "NoServerAvailable",
     "Priority",
     "Server",

@@ -86,6 +86,7 @@ _EXPORTS: dict[str, str] = {
         ("Server", "ServerConfig", "ServerStatistics", "serve_gearman"), "trigear.server"
     ),
     "open_store": "trigear.store",
+    "Keepalive": "trigear._keepalive",
     "Priority": "trigear.protocol.packets",
 }
 
@@ -104,6 +105,7 @@ __all__ = [
     "JobFunction",
     "JobStatus",
     "JobStream",
+    "Keepalive",
     "NoServerAvailable",
     "Priority",
     "Server",

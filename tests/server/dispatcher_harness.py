@@ -38,6 +38,7 @@ class Harness:
     def recv(self, p: Peer) -> list[Event]:
         data = b"".join(p.out)
         p.out.clear()
+        self.d.output.written(p, len(data))  # as the connection does once it is sent
         dec = self.decoders[p.id]
         dec.receive_data(data)
         return dec.receive_events()
@@ -45,6 +46,7 @@ class Harness:
     def text(self, p: Peer) -> bytes:
         data = b"".join(p.out)
         p.out.clear()
+        self.d.output.written(p, len(data))
         return data
 
     def grab(self, w: Peer) -> bytes:

@@ -495,10 +495,10 @@ class DispatcherModel(RuleBasedStateMachine):
         """S13: known, running, the worker's numbers and the attached submits."""
         c = self.pick(False, i)
         exp = StatusResUnique(unique, False, False, 0, 0, 0)
-        # The server looks the unique up in its functions in the order it made them.
-        for name in self.d_().funcs if unique else ():
-            h = self.keys.get((name, unique))
-            job = self.jobs[h] if h is not None else None
+        # The server takes the oldest live job with that unique, in any function (one
+        # index lookup, not one per function).
+        for (_, key), h in list(self.keys.items()) if unique else ():
+            job = self.jobs[h] if key == unique else None
             if job is not None and job.state != "COMMITTING":
                 running = job.state == "RUNNING"
                 n, d, waiting = job.numerator, job.denominator, len(job.clients)

@@ -7,7 +7,9 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from trigear.protocol.packets import (
+    CanDo,
     CanDoTimeout,
+    CantDo,
     SubmitJob,
     SubmitJobBg,
     SubmitJobLowBg,
@@ -124,3 +126,23 @@ def test_buckets_cumulate() -> None:
     assert cumulative[-2] == (3600.0, 2)
     assert cumulative[-1] == (float("inf"), 3)
     assert b.count == 3
+
+
+def test_one_off_names_do_not_pile_up_tallies_without_scrapes() -> None:
+    h = Harness(ServerConfig(job_handle_prefix="t", max_idle_functions=10))
+    c = h.peer()
+    w = h.peer()
+    for i in range(3000):
+        name = b"once-%d" % i
+        h.send(w, CanDo(name))
+        h.send(c, SubmitJobBg(name, b"", b"x"))
+        h.send(w, WorkComplete(h.grab(w), b""))
+        h.send(w, CantDo(name))
+    tallies = h.d.tallies
+    assert len(h.d.funcs) <= 11
+    assert len(tallies.by_name) <= 2 * 11 + 1024 + 1
+    # Nothing counted is lost: the gone functions' counts are in the remnant.
+    submitted = sum(t.counts[NORMAL] for t in tallies.by_name.values())
+    assert submitted + tallies.retired.counts[NORMAL] == 3000
+    completed = sum(t.ran.count for t in tallies.by_name.values()) + tallies.retired.ran.count
+    assert completed == 3000

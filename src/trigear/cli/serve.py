@@ -28,6 +28,7 @@ from ..server.serve import Server
 from ..server.tls import TLSListener, server_ssl_context
 from ..store.base import StoreError
 from ._common import Parser, UsageError
+from ._limits import add_limit_flags, limit_config
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -232,6 +233,7 @@ def build_parser(prog: str = "trigear serve") -> argparse.ArgumentParser:
         action="store_true",
         help="accept the admin 'shutdown' command from any address, not only loopback",
     )
+    add_limit_flags(p)
     ops = p.add_argument_group("operation")
     ops.add_argument(
         "--log-level",
@@ -277,6 +279,7 @@ def _config(args: argparse.Namespace) -> ServerConfig:
         http=_http(args.http),
         http_timeout=args.http_timeout,
         metrics_functions=args.metrics_functions,
+        **limit_config(args),
     )
 
 

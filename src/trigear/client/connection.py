@@ -32,6 +32,7 @@ GET_STATUS with empty numerator and denominator for a job that has sent no WORK_
 
 from __future__ import annotations
 
+import contextlib
 from struct import Struct
 from typing import TYPE_CHECKING, Final
 
@@ -39,6 +40,7 @@ import anyio
 import anyio.abc
 from anyio.streams.tls import TLSStream
 
+from .._keepalive import DEFAULT_KEEPALIVE, Keepalive, set_keepalive
 from ..protocol import Decoder, Event, RemoteProtocolError, Role
 from .errors import ConnectionLost
 
@@ -68,7 +70,9 @@ _TRANSPORT_ERRORS: Final = (
 
 
 async def open_stream(
-    address: Address, ssl_context: ssl.SSLContext | None = None
+    address: Address,
+    ssl_context: ssl.SSLContext | None = None,
+    keepalive: Keepalive = DEFAULT_KEEPALIVE,
 ) -> anyio.abc.ByteStream:
     """Connect to ``address``: TCP, then TLS with ``ssl_context`` (the server's name
     checked against ``address.host``, as ``ssl_context.check_hostname`` says).
@@ -76,8 +80,13 @@ async def open_stream(
     Every failure is an :class:`OSError`: refused, unreachable, a certificate that does
     not verify (:class:`ssl.SSLError`), a handshake the server ended or did not finish
     within :data:`TLS_HANDSHAKE_TIMEOUT` (:class:`TimeoutError`).
+
+    The socket gets TCP keepalive (``keepalive``; :mod:`trigear._keepalive`): a server
+    whose host vanished is noticed, and the client or worker fails over or reconnects.
     """
     stream = await anyio.connect_tcp(address.host, address.port)
+    with contextlib.suppress(OSError):
+        set_keepalive(stream.extra(anyio.abc.SocketAttribute.raw_socket), keepalive)
     if ssl_context is None:
         return stream
     try:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Final
 import anyio
 import anyio.abc
 
+from .._keepalive import DEFAULT_KEEPALIVE, Keepalive
 from ..protocol import check, encode_request
 from ..protocol import packets as P
 from ..protocol.packets import Priority
@@ -153,10 +154,12 @@ class Client:
         *,
         client_id: str | bytes | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        keepalive: Keepalive = DEFAULT_KEEPALIVE,
     ) -> None:
         self.servers = tuple(servers)
         self._tg = task_group
         self._ssl_context = ssl_context
+        self._keepalive = keepalive
         self._client_id = _bytes(client_id, "client_id") if client_id is not None else None
         if self._client_id is not None:
             check(P.SetClientId(self._client_id))
@@ -181,7 +184,7 @@ class Client:
                 return session
             self._check_open()
             try:
-                stream = await open_stream(address, self._ssl_context)
+                stream = await open_stream(address, self._ssl_context, self._keepalive)
             except OSError as exc:
                 self._backoff[address].failed(anyio.current_time())
                 raise ConnectionLost(f"{address}: cannot connect: {exc}") from exc
@@ -454,6 +457,7 @@ async def open_client(
     *servers: str | tuple[str, int],
     client_id: str | bytes | None = None,
     ssl_context: ssl.SSLContext | None = None,
+    keepalive: Keepalive = DEFAULT_KEEPALIVE,
 ) -> AsyncIterator[Client]:
     """Open a client over ``servers`` (``"host:port"``; default ``127.0.0.1:4730``).
 
@@ -461,12 +465,16 @@ async def open_client(
     Trio and asyncio (through anyio); no threads.  With ``ssl_context`` every connection
     speaks TLS (``ssl.create_default_context(cafile=...)``, plus ``load_cert_chain`` for
     a server that asks for client certificates: ``docs/security.md``); a server whose
-    certificate does not verify is one that cannot be reached.
+    certificate does not verify is one that cannot be reached.  ``keepalive``: the TCP
+    keepalive timings of its sockets (``Keepalive(idle=0)``: off), so a server whose
+    host vanished is noticed (``docs/robustness.md``).
     """
     addresses = parse_addresses(servers or ("127.0.0.1:4730",))
     try:
         async with anyio.create_task_group() as tg:
-            client = Client(addresses, tg, client_id=client_id, ssl_context=ssl_context)
+            client = Client(
+                addresses, tg, client_id=client_id, ssl_context=ssl_context, keepalive=keepalive
+            )
             try:
                 yield client
             finally:

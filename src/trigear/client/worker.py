@@ -38,6 +38,7 @@ import anyio
 import anyio.abc
 import anyio.to_thread
 
+from .._keepalive import DEFAULT_KEEPALIVE, Keepalive
 from ..protocol import check, encode_request
 from ..protocol import packets as P
 from .connection import Connection, open_stream
@@ -240,10 +241,14 @@ class Worker:
         *servers: str | tuple[str, int],
         client_id: str | bytes | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        keepalive: Keepalive = DEFAULT_KEEPALIVE,
     ) -> None:
         self.servers: tuple[Address, ...] = parse_addresses(servers or ("127.0.0.1:4730",))
         #: TLS for every connection (see :func:`trigear.open_client`), or None.
         self.ssl_context = ssl_context
+        #: TCP keepalive of its sockets: a server whose host vanished is noticed and
+        #: the worker reconnects (``docs/robustness.md``).
+        self.keepalive = keepalive
         if isinstance(client_id, str):
             client_id = client_id.encode()
         if client_id is not None:
@@ -360,7 +365,7 @@ class Worker:
         first = True
         while not self._stopping:
             try:
-                stream = await open_stream(address, self.ssl_context)
+                stream = await open_stream(address, self.ssl_context, self.keepalive)
             except OSError as exc:
                 log.warning("%s: cannot connect: %s", address, exc)
                 if first:

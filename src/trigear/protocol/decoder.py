@@ -44,6 +44,10 @@ from .packets import (
 
 __all__ = ["NEED_DATA", "Decoder"]
 
+#: Reads shorter than this are appended to one ``bytearray`` while a packet is
+#: incomplete; longer ones are kept as they came (their object costs under 1%).
+_SMALL_READ: Final = 4096
+
 
 class _NeedData:
     __slots__ = ()
@@ -210,6 +214,7 @@ class Decoder:
         "_chunks_len",
         "_closed",
         "_deferred",
+        "_done",
         "_limits",
         "_line_wait",
         "_need",
@@ -226,8 +231,13 @@ class Decoder:
         self._limits = limits
         self._buf = b""
         self._pos = 0
-        self._chunks: list[bytes] = []
+        #: What arrived since the buffer was last joined: each large read as its own
+        #: ``bytes`` (no copy), runs of small reads in one ``bytearray`` each, so a peer
+        #: that trickles a byte per read costs about a byte per byte, not an object each.
+        self._chunks: list[bytes | bytearray] = []
         self._chunks_len = 0
+        #: Packets and lines finished (or rejected) so far: see :attr:`progress`.
+        self._done = 0
         #: Bytes (counted from ``_pos``) that must be buffered before parsing can progress.
         self._need = 1
         #: Bytes of a rejected packet's body still to be dropped as they arrive.
@@ -264,6 +274,19 @@ class Decoder:
         """
         return self.buffered > 0 or self._skip > 0
 
+    @property
+    def progress(self) -> int:
+        """A count that grows each time a packet or line is finished or rejected: a
+        caller timing a packet (the server's whole-packet deadline) knows from it that
+        the partial packet it holds now is a new one."""
+        return self._done
+
+    @property
+    def expected(self) -> int:
+        """Bytes the packet or line being received needs in all, as far as known (its
+        header's size once the header is here; a line's limit for a line)."""
+        return max(self._need, self._skip)
+
     def receive_data(self, data: bytes) -> None:
         """Add bytes from the peer.  Cheap: nothing is parsed until events are asked for.
 
@@ -282,7 +305,17 @@ class Decoder:
                 # line fed a byte at a time costs linear time, not quadratic.
                 self._line_wait = False
                 self._need = 1
-            self._chunks.append(bytes(data))
+            chunks = self._chunks
+            if len(data) >= _SMALL_READ:
+                chunks.append(bytes(data))
+            elif chunks and type(chunks[-1]) is bytearray:
+                chunks[-1] += data
+            elif chunks:
+                chunks.append(bytearray(data))
+            else:
+                # The first read since the last join stays as it is: a read of whole
+                # packets is parsed without a copy.
+                chunks.append(bytes(data))
             self._chunks_len += len(data)
 
     def next_event(self) -> Event | _NeedData:
@@ -310,7 +343,8 @@ class Decoder:
         if self._chunks and len(self._buf) - self._pos + self._chunks_len >= self._need:
             if self._pos < len(self._buf):
                 self._chunks.insert(0, self._buf[self._pos :])
-            self._buf = b"".join(self._chunks) if len(self._chunks) > 1 else self._chunks[0]
+            chunks = self._chunks
+            self._buf = b"".join(chunks) if len(chunks) > 1 else bytes(chunks[0])
             self._chunks.clear()
             self._chunks_len = 0
             self._pos = 0
@@ -368,7 +402,12 @@ class Decoder:
                 buf, pos, end = self._buf, 0, len(self._buf)
         except RemoteProtocolError as exc:
             return self._settle_error(exc, buf, pos, out)
+        if pos > end - pos:
+            # The unparsed rest is smaller than what was parsed: keep only the rest, so
+            # a partial packet does not hold on to the whole read it came with.
+            buf, pos = buf[pos:], 0
         self._buf, self._pos = buf, pos
+        self._done += len(out)
         self._compact()
         return out
 
@@ -426,6 +465,7 @@ class Decoder:
         """After bad input: forget everything if the stream is lost (``exc.close``), else
         resume after the bad packet at ``pos``.  Then raise ``exc`` now, or, if good
         events came before it, return them and hold ``exc`` for the next call."""
+        self._done += len(out) + 1
         if exc.close:
             self._closed = exc
             self._buf, self._pos = b"", 0

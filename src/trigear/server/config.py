@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass, field
 
+from .._keepalive import DEFAULT_KEEPALIVE, Keepalive
 from ..protocol.limits import DEFAULT_LIMITS, Limits
 
 __all__ = ["ListenError", "ServerConfig"]
@@ -23,16 +24,42 @@ class ServerConfig:
     #: The ``<host>`` part of ``H:<host>:<n>`` handles (S17).
     job_handle_prefix: str = field(default_factory=socket.gethostname)
     limits: Limits = DEFAULT_LIMITS
-    #: Seconds a peer may stall in the middle of a packet or line before it is closed.
+    #: Seconds a packet or line may take from its first byte to its last, on top of
+    #: its size at ``min_upload_rate``: a deadline for the whole packet, not reset by
+    #: each byte that arrives.
     stall_timeout: float = 30.0
+    #: Bytes per second a large packet is allowed on top of ``stall_timeout`` (its
+    #: header's size divided by this): 64 MiB gets 30 + 64 s at the default 1 MiB/s.
+    min_upload_rate: int = 1024 * 1024
     #: Seconds a connection to a TLS listener has to finish its handshake.
     handshake_timeout: float = 10.0
-    #: Bytes queued for a peer that does not read before it is cut off.
+    #: Bytes made for one peer and not yet read by it before it is cut off (checked as
+    #: output is made).
     max_output: int = 64 * 1024 * 1024
+    #: Bytes made for all peers and not yet read; beyond it the biggest non-readers
+    #: are cut off until the rest fit.
+    max_output_total: int = 256 * 1024 * 1024
     #: Seconds a graceful shutdown waits for running jobs (S21).
     shutdown_timeout: float = 30.0
     #: Accept the admin ``shutdown`` from any address, not only loopback (S21).
     remote_shutdown: bool = False
+    #: TCP keepalive on accepted connections: a peer whose host vanished is found and
+    #: its jobs requeued (``Keepalive(idle=0)``: off).
+    keepalive: Keepalive = DEFAULT_KEEPALIVE
+    #: Connections in all; beyond it new ones are closed at once (0: no limit).
+    max_connections: int = 65536
+    #: Connections from one address (0: no limit).
+    max_connections_per_address: int = 16384
+    #: Functions one connection may register; a CAN_DO beyond is ignored (0: no limit).
+    max_functions_per_connection: int = 10_000
+    #: Unused function records (no workers, no jobs, no maxqueue) kept, as gearmand
+    #: keeps them all; beyond, the oldest are freed.
+    max_idle_functions: int = 1000
+    #: Live jobs (queued, scheduled or running) in the whole server; a submit of a new
+    #: job beyond gets QUEUE_ERROR, as a full ``maxqueue`` (0: no limit).
+    max_jobs: int = 10_000_000
+    #: Bytes of job data in the whole server, likewise (0: no limit).
+    max_job_bytes: int = 4 * 1024**3
     #: Level name reported by the admin ``verbose`` command.
     log_level: str = "INFO"
     #: (host, port) of the HTTP side: metrics, the status page, HTTP submits

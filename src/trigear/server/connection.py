@@ -4,7 +4,8 @@ In the server package a *connection* is this Trio side of one peer; the dispatch
 of the same peer is :class:`~trigear.server.state.Peer`.
 
 * The **reader** turns bytes into events (:class:`~trigear.protocol.Decoder`) and hands
-  every event one read produced to the dispatcher task in one message, on the bounded
+  the events one read produced to the dispatcher task in one message (at most
+  :data:`MAX_EVENTS` each, other peers' messages between them), on the bounded
   inbox: a peer faster than the dispatcher is slowed by TCP, not buffered.  There is one
   read loop, whatever the transport; what differs is how a chunk is read.  A TCP socket
   waits for readability and reads with one non-blocking ``os.read`` (it skips the extra
@@ -39,13 +40,17 @@ if TYPE_CHECKING:
 
     from .config import ServerConfig
     from .messages import InboxMessage
+    from .output import Output
     from .state import Peer
 
-__all__ = ["ChunkReader", "Connection"]
+__all__ = ["MAX_EVENTS", "ChunkReader", "Connection"]
 
 log = logging.getLogger("trigear.server")
 
 _READ_SIZE = 65536
+#: Events one message to the dispatcher holds at most: the work done for one peer
+#: before the dispatcher takes the next peer's packets.
+MAX_EVENTS = 64
 
 
 class ChunkReader(Protocol):
@@ -115,8 +120,10 @@ class Connection:
     __slots__ = (
         "_config",
         "_inbox",
+        "_nursery",
         "_outbox",
         "_outbox_recv",
+        "_output",
         "_scope",
         "_stream",
         "fd",
@@ -131,6 +138,7 @@ class Connection:
         fd: int,
         inbox: trio.MemorySendChannel[InboxMessage],
         config: ServerConfig,
+        output: Output | None = None,
     ) -> None:
         self.peer = peer
         #: The socket's descriptor for direct non-blocking reads and writes, or -1.
@@ -140,7 +148,14 @@ class Connection:
         self._stream = stream
         self._inbox = inbox
         self._config = config
-        self._outbox, self._outbox_recv = trio.open_memory_channel[OutboxItem](math.inf)
+        #: Where written bytes are taken off the unread counts (:mod:`.output`).
+        self._output = output
+        #: The writer's queue and the nursery it runs in: made on the first write the
+        #: socket does not take at once.  Most connections never need one (a reply fits
+        #: the socket's buffer), and an idle connection is cheaper without it.
+        self._outbox: trio.MemorySendChannel[OutboxItem] | None = None
+        self._outbox_recv: trio.MemoryReceiveChannel[OutboxItem] | None = None
+        self._nursery: trio.Nursery | None = None
         self._scope = trio.CancelScope()
 
     async def serve(self) -> None:
@@ -155,8 +170,10 @@ class Connection:
         try:
             with self._scope:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._write)
-                    nursery.start_soon(self._read, reader)
+                    self._nursery = nursery
+                    if self._outbox_recv is not None:
+                        nursery.start_soon(self._write, self._outbox_recv)
+                    await self._read(reader)
         finally:
             # The descriptor may be reused once the stream is closed: never write to it
             # directly again.
@@ -170,16 +187,28 @@ class Connection:
 
     async def _read(self, reader: ChunkReader) -> None:
         decoder = Decoder(Role.SERVER, self._config.limits)
-        stall = self._config.stall_timeout
         read_nowait = reader.read_nowait
         wait = reader.wait
         checkpoint = trio.lowlevel.checkpoint
+        # The deadline of the partial packet held, and which packet it is for.
+        deadline = math.inf
+        packet = -1
+        size = 0
         try:
             while True:
                 data = read_nowait()
                 if data is None:
                     if decoder.mid_packet:
-                        with trio.move_on_after(stall) as scope:
+                        if decoder.progress != packet:
+                            # A new packet: its clock starts now.
+                            packet = decoder.progress
+                            size = 0
+                            deadline = trio.current_time() + self._config.stall_timeout
+                        if decoder.expected > size:
+                            # Its header has come: add time for its size.
+                            deadline += self._upload_time(decoder.expected - size)
+                            size = decoder.expected
+                        with trio.move_on_at(deadline) as scope:
                             await wait()
                         if scope.cancelled_caught:
                             log.info("closing %r: stalled in the middle of a packet", self.peer)
@@ -198,8 +227,17 @@ class Connection:
             # The peer left, stalled, or broke the stream: end the connection, writer too.
             self._scope.cancel()
 
+    def _upload_time(self, nbytes: int) -> float:
+        """Seconds a packet's ``nbytes`` may take on top of the stall timeout, at
+        ``ServerConfig.min_upload_rate``.  With the stall timeout this is a deadline for
+        the whole packet from its first byte, not reset by each byte that arrives: a peer
+        trickling a byte at a time is closed as surely as one that stops."""
+        rate = self._config.min_upload_rate
+        return nbytes / rate if rate > 0 else 0.0
+
     async def _hand_over(self, decoder: Decoder) -> None:
-        """Pass every event the decoder holds to the dispatcher in one message."""
+        """Pass every event the decoder holds to the dispatcher, in one message unless
+        there are more than :data:`MAX_EVENTS`."""
         inbox = self._inbox
         while True:
             try:
@@ -210,7 +248,14 @@ class Connection:
                     # The writer closes the connection once the answer is out.
                     await trio.sleep_forever()
                 continue
-            if events:
+            if len(events) > MAX_EVENTS:
+                # Many pipelined packets: hand them over in parts, letting every other
+                # task run between two, so the other peers' packets are taken between
+                # them and one peer cannot hold the dispatcher for a whole read.
+                for i in range(0, len(events), MAX_EVENTS):
+                    await inbox.send(Events(self.peer, events[i : i + MAX_EVENTS]))
+                    await trio.lowlevel.checkpoint()
+            elif events:
                 message = Events(self.peer, events)
                 try:
                     inbox.send_nowait(message)
@@ -236,6 +281,8 @@ class Connection:
             except OSError:
                 self._scope.cancel()
                 return
+            if sent and self._output is not None:
+                self._output.written(self.peer, sent)
             data = data[sent:]
         if data:
             self.queued += len(data)
@@ -243,12 +290,27 @@ class Connection:
                 log.warning("closing %r: %d bytes unread", self.peer, self.queued)
                 self._scope.cancel()
                 return
-            self._outbox.send_nowait(data)
+            self._writer().send_nowait(data)
         if close:
-            self._outbox.send_nowait(CLOSE_AFTER_OUTPUT)
+            if self._outbox is None:
+                # Everything went out directly: nothing to wait for.
+                self._scope.cancel()
+            else:
+                self._outbox.send_nowait(CLOSE_AFTER_OUTPUT)
 
-    async def _write(self) -> None:
-        outbox = self._outbox_recv
+    def _writer(self) -> trio.MemorySendChannel[OutboxItem]:
+        """The writer task's queue, the task started on first use."""
+        if self._outbox is None:
+            self._outbox, self._outbox_recv = trio.open_memory_channel[OutboxItem](math.inf)
+            if self._nursery is not None:
+                try:
+                    self._nursery.start_soon(self._write, self._outbox_recv)
+                except RuntimeError:
+                    # The connection has ended already: what is queued goes nowhere.
+                    self._scope.cancel()
+        return self._outbox
+
+    async def _write(self, outbox: trio.MemoryReceiveChannel[OutboxItem]) -> None:
         try:
             async for item in outbox:
                 items = [item]
@@ -261,6 +323,8 @@ class Connection:
                 if data:
                     await self._stream.send_all(data)
                     self.queued -= len(data)
+                    if self._output is not None:
+                        self._output.written(self.peer, len(data))
                 if CLOSE_AFTER_OUTPUT in items:
                     self._scope.cancel()
                     return

@@ -153,7 +153,9 @@ class Dispatcher:
         self.wall = 0.0
         self.stats = ServerStats()
         self.peers: dict[int, Peer] = {}
-        self._output = Output()
+        self._output = Output(self.config.max_output)
+        #: Bytes made for peers and not yet written (:mod:`.output`).
+        self.output = self._output
         self._send = self._output.send
         #: (peer, bytes) -> None: queue output for a peer.
         self.send = self._send
@@ -222,6 +224,7 @@ class Dispatcher:
         self.scheduler.drop_client(peer)
         peer.waiting.clear()
         peer.out.clear()
+        self._output.forget(peer)
 
     # --- the event entry point --------------------------------------------------------
 
@@ -381,12 +384,10 @@ class Dispatcher:
 
     def _on_get_status_unique(self, peer: Peer, event: GetStatusUnique) -> None:
         job = None
-        if event.unique:
-            for f in self.funcs.values():
-                job = f.uniques.get(event.unique)
-                if job is not None and job.state is not JobState.COMMITTING:
-                    break
-                job = None
+        for live in self.scheduler.with_unique(event.unique) if event.unique else ():
+            if live.state is not JobState.COMMITTING:
+                job = live
+                break
         if job is None:
             self._send(peer, encode_response(StatusResUnique(event.unique, False, False, 0, 0, 0)))
             return
@@ -497,6 +498,10 @@ class Dispatcher:
 
     def set_maxqueue(self, name: bytes, limits: tuple[int, int, int]) -> None:
         self.scheduler.set_maxqueue(name, limits)
+
+    def with_unique(self, unique: bytes) -> list[JobRecord]:
+        """The live jobs with coalescing key ``unique``, in any function."""
+        return self.scheduler.with_unique(unique)
 
     def create_function(self, name: bytes) -> None:
         self.scheduler.function(name)

@@ -112,6 +112,8 @@ class GuardedView(Protocol):
     @property
     def funcs(self) -> Mapping[bytes, Func]: ...
 
+    def with_unique(self, unique: bytes) -> list[JobRecord]: ...
+
     def send(self, peer: Peer, data: bytes) -> None: ...
 
 
@@ -246,9 +248,8 @@ def _guard_get_status_unique(handler: Handler) -> Handler:
     def get_status_unique(d: GuardedView, peer: Peer, event: Any) -> None:
         unique: bytes = event.unique
         if unique:
-            for func in d.funcs.values():
-                job = func.uniques.get(unique)
-                if job is not None and not _visible(peer, job):
+            for job in d.with_unique(unique):
+                if not _visible(peer, job):
                     what = f"GetStatusUnique of {_show(unique)}, a job of another identity"
                     text = "Permission denied by ACL: another identity's job"
                     _refuse(d, peer, what, _denied(text))

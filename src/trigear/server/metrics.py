@@ -91,7 +91,8 @@ class FunctionLabels:
             candidates.sort()
             for _, name in candidates[:free]:
                 self.names[name] = None
-        tallies.retire(d.funcs.keys(), self.names.keys())
+                tallies.keep.add(name)
+        tallies.retire(d.funcs.keys())
 
     def split(self, d: Dispatcher) -> tuple[dict[str, FuncTally], FuncTally]:
         """Each labelled function's tally, and the sum of the others (``_other``)."""

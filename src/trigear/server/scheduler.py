@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING
 
 from ..protocol.encoder import encode_response
 from ..protocol.packets import Error, JobCreated, Noop, Priority, WorkFail
+from .indexes import UniqueIndex, has_indexed, index_worker, mark_ready, next_indexed
+from .ratelog import RateLimitedLog
 from .state import Func, JobRecord, JobState
 from .tally import COALESCED, FAILED, REQUEUED, TIMED_OUT, Tallies
 
@@ -51,6 +53,7 @@ log = logging.getLogger("trigear.server")
 _NOOP = encode_response(Noop())
 _QUEUE_FULL = encode_response(Error(b"QUEUE_ERROR", b"Job queue is full"))
 _DRAINING = encode_response(Error(b"QUEUE_ERROR", b"Server is shutting down"))
+_SERVER_FULL = encode_response(Error(b"QUEUE_ERROR", b"Server job queue is full"))
 #: Priorities in the order a worker gets them (S3).
 _PRIORITIES = tuple(sorted(Priority))
 # The job states, looked up once: on CPython 3.11 each ``JobState.QUEUED`` in a function
@@ -60,6 +63,11 @@ _SCHEDULED = JobState.SCHEDULED
 _QUEUED = JobState.QUEUED
 _RUNNING = JobState.RUNNING
 _DONE = JobState.DONE
+#: A worker with more functions than this finds work through an index of the ones with
+#: jobs queued (``Peer.ready``) rather than by looking at each.
+INDEX_FROM = 16
+#: A limit of 0 means none: this, as an int (compared on every submit).
+_NO_LIMIT = 1 << 62
 
 
 class Scheduler:
@@ -95,6 +103,15 @@ class Scheduler:
         #: Background jobs go to a store that outlasts the process (S19).
         self._durable = durable
         self._retries = config.job_retries
+        self._max_jobs = config.max_jobs or _NO_LIMIT
+        self._max_job_bytes = config.max_job_bytes or _NO_LIMIT
+        self._max_funcs = config.max_functions_per_connection or _NO_LIMIT
+        #: Bytes of data of the live jobs (``max_job_bytes``).
+        self.job_bytes = 0
+        #: Unused function records, oldest first (see :meth:`release`).
+        self._idle: dict[Func, None] = {}
+        self._max_idle = config.max_idle_functions
+        self._log_limit = RateLimitedLog(log, logging.WARNING)
         self._wakeup = config.worker_wakeup
         #: maxqueue limits by function name, also for functions that do not exist yet.
         self._maxqueue: dict[bytes, tuple[int, int, int]] = {}
@@ -103,6 +120,12 @@ class Scheduler:
         #: (unix time, seq, job) of scheduled epoch jobs.
         self._epochs: list[tuple[int, int, JobRecord]] = []
         self._seq = 0
+        #: Live jobs by coalescing key across functions, for GET_STATUS_UNIQUE (which
+        #: names no function): one job, or a list when several functions have one.
+        self._uniques = UniqueIndex()
+        #: The live jobs whose coalescing key is ``unique``, in any function, oldest
+        #: first: one dictionary lookup (GET_STATUS_UNIQUE names no function).
+        self.with_unique = self._uniques.find
 
     # --- handles ----------------------------------------------------------------------
 
@@ -121,7 +144,7 @@ class Scheduler:
         """The record of function ``name``, created on first use."""
         f = self.funcs.get(name)
         if f is None:
-            f = self.funcs[name] = Func(name, self.tallies.get(name))
+            f = self.funcs[name] = Func(name, self.tallies.get(name, self.funcs.keys()))
             limit = self._maxqueue.get(name)
             if limit is not None:
                 f.maxqueue = limit
@@ -146,14 +169,57 @@ class Scheduler:
         del self.funcs[name]
         return None
 
+    def _unused(self, func: Func) -> bool:
+        """Nothing needs ``func``'s record: no workers, no jobs, no ``maxqueue``."""
+        return (
+            not func.workers
+            and not func.running
+            and not (func.counts[0] or func.counts[1] or func.counts[2])
+            and func.name not in self._maxqueue
+            and self.funcs.get(func.name) is func
+        )
+
+    def release(self, func: Func) -> None:
+        """``func`` may have become unused.  Unused records are kept, as gearmand keeps
+        them (admin ``status`` lists them), but only the ``max_idle_functions`` most
+        recently let go: beyond, the oldest are freed, so one-off names cannot make the
+        server keep memory for ever."""
+        if not self._unused(func):
+            return
+        idle = self._idle
+        idle.pop(func, None)
+        idle[func] = None
+        while len(idle) > self._max_idle:
+            old = next(iter(idle))
+            del idle[old]
+            # Used again since it was let go: it stays (and comes back here when it is
+            # let go again).
+            if self._unused(old):
+                del self.funcs[old.name]
+
     def add_ability(self, peer: Peer, name: bytes, timeout: int) -> None:
         """``peer`` can do ``name``, each run for at most ``timeout`` ms (0: no limit)."""
         new = name not in peer.abilities
+        if new and len(peer.abilities) >= self._max_funcs:
+            # CAN_DO has no answer (an unasked-for ERROR would be read as the answer to
+            # the worker's next request): the function is not registered.
+            self._stats.limit_refusals += 1
+            self._log_limit(
+                "%r may register at most %d functions: CAN_DO ignored", peer, self._max_funcs
+            )
+            return
         peer.abilities[name] = timeout
         if new:
             func = self.function(name)
             func.workers[peer] = None
-            peer.funcs.append(func)
+            peer.funcs[func] = None
+            peer.order = None
+            if peer.ready is not None:
+                index_worker(peer, func)
+            elif len(peer.funcs) > INDEX_FROM:
+                peer.ready = ({}, {}, {})
+                for f in peer.funcs:
+                    index_worker(peer, f)
             if peer.sleeping:
                 if self.has_job(peer):
                     # It sleeps next to work it can now do: wake it (S5).
@@ -162,14 +228,31 @@ class Scheduler:
                     func.sleepers[peer] = None
 
     def drop_abilities(self, peer: Peer, only: bytes | None = None) -> None:
-        """``peer`` no longer does ``only`` (default: anything)."""
-        for func in list(peer.funcs):
-            if only is not None and func.name != only:
-                continue
-            func.workers.pop(peer, None)
+        """``peer`` no longer does ``only`` (default: anything): the work is one
+        lookup for one function, and one step per function for all of them."""
+        if only is None:
+            funcs = list(peer.funcs)
+            peer.funcs.clear()
+            peer.abilities.clear()
+            peer.ready = None
+        else:
+            func = self.funcs.get(only)
+            if func is None or peer.funcs.pop(func, 0) is not None:
+                peer.abilities.pop(only, None)
+                return
+            funcs = [func]
+            peer.abilities.pop(only, None)
+            if peer.ready is not None:
+                for r in peer.ready:
+                    r.pop(func, None)
+        peer.order = None
+        for func in funcs:
+            del func.workers[peer]
             func.sleepers.pop(peer, None)
-            peer.funcs.remove(func)
-            peer.abilities.pop(func.name, None)
+            if func.indexed is not None and peer in func.indexed:
+                func.indexed.remove(peer)
+            if not func.workers:
+                self.release(func)
 
     # --- submitting -------------------------------------------------------------------
 
@@ -198,19 +281,32 @@ class Scheduler:
                 return
         if self.draining and not (bg and self._durable):
             self._send(peer, _DRAINING)
+            self.release(func)
             return
         limit = func.maxqueue[prio]
         if limit and func.total >= limit:
             self._send(peer, _QUEUE_FULL)
             return
+        if len(self.jobs) >= self._max_jobs or self.job_bytes + len(data) > self._max_job_bytes:
+            self._stats.limit_refusals += 1
+            self._send(peer, _SERVER_FULL)
+            self._log_limit(
+                "job queue full (%d jobs, %d bytes): submits refused",
+                len(self.jobs),
+                self.job_bytes,
+            )
+            self.release(func)
+            return
         job = JobRecord(self._new_handle(), func, unique, data, prio, bg)
         self._stats.jobs_submitted += 1
         func.tally.counts[prio] += 1
+        self.job_bytes += len(data)
         job.reducer = reducer
         job.when = when
         self.jobs[job.handle] = job
         if key:
             func.uniques[key] = job
+            self._uniques.add(key, job)
         if not bg:
             job.clients = [peer]
             peer.jobs.add(job)
@@ -270,12 +366,14 @@ class Scheduler:
         job.reducer = sj.reducer
         job.attempts = sj.attempts
         job.stored = True
+        self.job_bytes += len(job.data)
         job.state = _COMMITTING  # so enqueue_new counts it once
         func.counts[job.priority] += 1
         self.jobs[job.handle] = job
         key = job.data if job.unique == b"-" else job.unique
         if key and key not in func.uniques:
             func.uniques[key] = job
+            self._uniques.add(key, job)
         self.enqueue_new(job, wall)
 
     def drop_stored(self) -> int:
@@ -294,7 +392,7 @@ class Scheduler:
         self.paused = paused
         if not paused:
             for func in self.funcs.values():
-                if func.sleepers and (func.queues[0] or func.queues[1] or func.queues[2]):
+                if func.sleepers and any(func.queues):
                     self.wake(func)
 
     # --- queueing ---------------------------------------------------------------------
@@ -311,7 +409,13 @@ class Scheduler:
             heapq.heappush(self._epochs, (job.when, self._seq, job))
             return
         job.state = _QUEUED
-        func.queues[job.priority].append(job)
+        prio = job.priority
+        q = func.queues[prio]
+        if not q:
+            q = func.queue(prio)
+            if func.indexed:
+                mark_ready(func, prio)
+        q.append(job)
         if func.sleepers:
             self.wake(func)
 
@@ -344,9 +448,15 @@ class Scheduler:
 
     def next_job(self, peer: Peer) -> JobRecord | None:
         """Take the next job for ``peer`` off its queue (S3), or None."""
-        funcs = peer.funcs
+        if self.draining or self.paused:
+            return None
+        if peer.ready is not None:
+            return next_indexed(peer)
+        funcs = peer.order
+        if funcs is None:
+            funcs = peer.order = list(peer.funcs)
         n = len(funcs)
-        if n == 0 or self.draining or self.paused:
+        if n == 0:
             return None
         start = peer.rr % n
         queued = _QUEUED
@@ -365,6 +475,8 @@ class Scheduler:
         """True when :meth:`next_job` would find a job for ``peer``."""
         if self.draining or self.paused:
             return False
+        if peer.ready is not None:
+            return has_indexed(peer)
         queued = _QUEUED
         for f in peer.funcs:
             for q in f.queues:
@@ -401,14 +513,18 @@ class Scheduler:
         elif job.state is not _DONE:
             func.counts[job.priority] -= 1
         job.state = _DONE
-        self.jobs.pop(job.handle, None)
+        if self.jobs.pop(job.handle, None) is not None:
+            self.job_bytes -= len(job.data)
         key = job.data if job.unique == b"-" else job.unique
         if key and func.uniques.get(key) is job:
             del func.uniques[key]
+            self._uniques.drop(key, job)
         for c in job.clients:
             c.jobs.discard(job)
         if job.stored:
             self._commits.remove(job)
+        if not func.workers:
+            self.release(func)
 
     def fail(self, job: JobRecord) -> None:
         """End ``job``; its waiting clients get WORK_FAIL."""
@@ -450,8 +566,14 @@ class Scheduler:
         func.running -= 1
         job.worker = None
         job.state = _QUEUED
-        func.counts[job.priority] += 1
-        func.queues[job.priority].appendleft(job)
+        prio = job.priority
+        func.counts[prio] += 1
+        q = func.queues[prio]
+        if not q:
+            q = func.queue(prio)
+            if func.indexed:
+                mark_ready(func, prio)
+        q.appendleft(job)
         if func.sleepers:
             self.wake(func)
 
@@ -494,8 +616,5 @@ class Scheduler:
         while self._epochs and self._epochs[0][0] <= wall:
             _, _, job = heapq.heappop(self._epochs)
             if job.state is _SCHEDULED:
-                job.since = now
-                job.state = _QUEUED
-                job.func.queues[job.priority].append(job)
-                if job.func.sleepers:
-                    self.wake(job.func)
+                job.state = _COMMITTING  # counted already: enqueue_new does not again
+                self.enqueue_new(job, wall)

@@ -27,9 +27,11 @@ from typing import TYPE_CHECKING, Any, assert_type
 
 import trio
 
+from .._keepalive import set_keepalive
 from ..store.base import Store, StoreError
 from ..store.cluster import ClusterStore, FencedError
 from ..store.memory import MemoryStore
+from .admission import Admission
 from .cluster import ClusterLink
 from .commits import StoreBatch
 from .config import ServerConfig
@@ -48,6 +50,7 @@ from .messages import (
     Opened,
     StoreDone,
 )
+from .ratelog import RateLimitedLog
 from .state import Peer
 from .tls import HandshakeFailed, TLSListener, start_tls
 
@@ -123,6 +126,10 @@ class Server:
         self.tls: dict[trio.SocketListener, ssl.SSLContext] = {}
         #: Where the HTTP side listens (``ServerConfig.http``), once serving.
         self.http_urls: list[str] = []
+        #: Log lines a peer or a lack of resources can repeat without end, rate-limited.
+        self._log_accept = RateLimitedLog(log, logging.WARNING)
+        self._log_limit = RateLimitedLog(log, logging.WARNING)
+        self._admission = Admission(self.config, self.dispatcher.stats)
 
     # --- public ------------------------------------------------------------------------
 
@@ -280,7 +287,8 @@ class Server:
                     return
                 # Out of descriptors or memory: existing connections go on; accept again
                 # after a pause, when some may have closed.
-                log.warning("accept failed: %s; retrying in %.1f s", exc, _ACCEPT_PAUSE)
+                self.dispatcher.stats.accept_failures += 1
+                self._log_accept("accept failed: %s; retrying every %.1f s", exc, _ACCEPT_PAUSE)
                 await trio.sleep(_ACCEPT_PAUSE)
                 continue
             self._conn_nursery.start_soon(self.handle_stream, stream, None, self.tls.get(listener))
@@ -300,10 +308,26 @@ class Server:
                 if ip is None:
                     ip = str(stream.socket.getpeername()[0])
                 stream.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NODELAY, True)
+                set_keepalive(stream.socket, self.config.keepalive)
             except OSError:
                 fd = -1
-        self._next_id += 1
         ip = ip or "-"
+        if not self._admission.admit(ip):
+            await trio.aclose_forcefully(stream)
+            return
+        try:
+            await self._serve_stream(stream, fd, ip, ssl_context)
+        finally:
+            self._admission.leave(ip)
+
+    async def _serve_stream(
+        self,
+        stream: trio.abc.Stream,
+        fd: int,
+        ip: str,
+        ssl_context: ssl.SSLContext | None,
+    ) -> None:
+        self._next_id += 1
         names: tuple[str, ...] = ()
         if ssl_context is not None and isinstance(stream, trio.SocketStream):
             tls = await self._handshake(stream, ssl_context, ip)
@@ -314,7 +338,9 @@ class Server:
         peer = Peer(self._next_id, fd if fd >= 0 else self._next_id, ip, loopback, names)
         # A TLS connection reads and writes through its stream, never the descriptor.
         direct_fd = fd if isinstance(stream, trio.SocketStream) else -1
-        conn = Connection(peer, stream, direct_fd, self._inbox_send, self.config)
+        conn = Connection(
+            peer, stream, direct_fd, self._inbox_send, self.config, self.dispatcher.output
+        )
         self._conns[peer.id] = conn
         try:
             await self._inbox_send.send(Opened(peer))
@@ -374,7 +400,7 @@ class Server:
             handle = d.handle
             try:
                 for event in events:
-                    if peer.gone:
+                    if peer.gone or peer.cut:
                         break
                     handle(peer, event)
             except Exception:
@@ -454,9 +480,45 @@ class Server:
             if conn is None or peer.gone:
                 out.clear()
                 continue
+            if peer.cut:
+                self._log_limit(
+                    "closing %r: over %d bytes of output unread", peer, self.config.max_output
+                )
+                self._cut(conn)
+                continue
             data = out[0] if len(out) == 1 else b"".join(out)
             out.clear()
             conn.write_nowait(data, peer.closing)
+        if self.dispatcher.output.unread > self.config.max_output_total:
+            self._cut_biggest()
+
+    def _cut(self, conn: Connection) -> None:
+        """Close a peer over an output limit.  What it left unread stops counting now
+        (not when its close reaches the dispatcher), so the server-wide budget does not
+        cut another peer for the same bytes."""
+        peer = conn.peer
+        peer.cut = True
+        self.dispatcher.stats.output_cuts += 1
+        self._conns.pop(peer.id, None)
+        self.dispatcher.output.forget(peer)
+        conn.cancel()
+
+    def _cut_biggest(self) -> None:
+        """All peers together left more than ``max_output_total`` unread: close the
+        biggest non-readers until the rest fit."""
+        output = self.dispatcher.output
+        budget = self.config.max_output_total
+        for conn in sorted(self._conns.values(), key=lambda c: -c.peer.unread):
+            if output.unread <= budget or conn.peer.unread == 0:
+                break
+            self._log_limit(
+                "closing %r: %d bytes unread, and %d in all is over the server's %d",
+                conn.peer,
+                conn.peer.unread,
+                output.unread,
+                budget,
+            )
+            self._cut(conn)
 
     async def _store_writer(self) -> None:
         delay = 0.0

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from ..protocol.packets import Priority
     from .acl import Grants
 
-__all__ = ["Func", "JobRecord", "JobState", "Peer", "PendingReply"]
+__all__ = ["NO_JOBS", "Func", "JobRecord", "JobState", "Peer", "PendingReply"]
 
 
 class JobState(enum.IntEnum):
@@ -103,11 +103,35 @@ class JobRecord:
         return f"<JobRecord {self.handle!r} {self.func.name!r} {self.state.name}>"
 
 
+class _NoJobs(deque["JobRecord"]):
+    """The empty queue every function starts with, one for all: an empty ``deque``
+    costs about 760 bytes, and most functions never queue at some priority.  Writers
+    put a queue of the function's own in its place first (:meth:`Func.queue`); appending
+    to this one is a bug and raises."""
+
+    __slots__ = ()
+
+    def append(self, job: JobRecord) -> None:
+        raise AssertionError("append to the shared empty queue")
+
+    def appendleft(self, job: JobRecord) -> None:
+        raise AssertionError("append to the shared empty queue")
+
+
+#: The shared empty queue (see :class:`_NoJobs`).
+NO_JOBS: deque[JobRecord] = _NoJobs()
+
+
 class Func:
-    """A function name and everything queued for it."""
+    """A function name and everything queued for it.
+
+    Kept small (about 0.5 KB without jobs): a server may see many one-off names, and a
+    record with no workers, no jobs and no ``maxqueue`` setting is freed.
+    """
 
     __slots__ = (
         "counts",
+        "indexed",
         "maxqueue",
         "name",
         "queues",
@@ -122,13 +146,10 @@ class Func:
         self.name = name
         #: What it did, for the metrics (:mod:`trigear.server.tally`).
         self.tally = tally or FuncTally()
-        #: One FIFO per priority (HIGH, NORMAL, LOW: indexed by Priority).  Entries whose
-        #: job is no longer QUEUED are dropped lazily when they reach the head.
-        self.queues: tuple[deque[JobRecord], deque[JobRecord], deque[JobRecord]] = (
-            deque(),
-            deque(),
-            deque(),
-        )
+        #: One FIFO per priority (HIGH, NORMAL, LOW: indexed by Priority), the shared
+        #: empty :data:`NO_JOBS` until a job is queued there.  Entries whose job is no
+        #: longer QUEUED are dropped lazily when they reach the head.
+        self.queues: list[deque[JobRecord]] = [NO_JOBS, NO_JOBS, NO_JOBS]
         #: Jobs waiting to run, per priority (queued or scheduled), indexed by Priority.
         self.counts = [0, 0, 0]
         self.running = 0
@@ -138,8 +159,20 @@ class Func:
         self.workers: dict[Peer, None] = {}
         #: Of those, the ones asleep after PRE_SLEEP, oldest first (S5).
         self.sleepers: dict[Peer, None] = {}
+        #: Of those, the ones with many functions, which find work through their
+        #: ``Peer.ready`` index: told when a queue of this function gets a job.
+        #: A list, not a dict: usually one or two, and a dict would cost 200 bytes more
+        #: on each function of a worker with many.
+        self.indexed: list[Peer] | None = None
         #: maxqueue limit per priority, indexed by Priority; 0 is unlimited (S18).
         self.maxqueue = (0, 0, 0)
+
+    def queue(self, prio: int) -> deque[JobRecord]:
+        """The queue of priority ``prio`` to append to (made on first use)."""
+        q = self.queues[prio]
+        if q is NO_JOBS:
+            q = self.queues[prio] = deque()
+        return q
 
     @property
     def total(self) -> int:
@@ -173,6 +206,7 @@ class Peer:
         "certificate",
         "client_id",
         "closing",
+        "cut",
         "exceptions",
         "fd",
         "funcs",
@@ -184,9 +218,12 @@ class Peer:
         "ip",
         "jobs",
         "loopback",
+        "order",
         "out",
+        "ready",
         "rr",
         "sleeping",
+        "unread",
         "waiting",
     )
 
@@ -212,8 +249,16 @@ class Peer:
         self.client_id = b"-"
         #: Function name -> CAN_DO_TIMEOUT in milliseconds (0: none), in CAN_DO order.
         self.abilities: dict[bytes, int] = {}
-        #: The same functions' records, for grabbing without lookups.
-        self.funcs: list[Func] = []
+        #: The same functions' records, in CAN_DO order, for grabbing without lookups.
+        self.funcs: dict[Func, None] = {}
+        #: ``funcs`` as a list, for round-robin grabs; None after a change (rebuilt on
+        #: the next grab).
+        self.order: list[Func] | None = None
+        #: For a worker with many functions: per priority, its functions that may have
+        #: a job queued at that priority (entries found empty are dropped when looked
+        #: at), so a grab costs the work it finds, not the number of its functions.
+        #: None for a worker with few, which looks at each of them.
+        self.ready: tuple[dict[Func, None], dict[Func, None], dict[Func, None]] | None = None
         #: Round-robin start among ``funcs`` (S3 fairness).
         self.rr = 0
         self.sleeping = False
@@ -225,9 +270,16 @@ class Peer:
         self.jobs: set[JobRecord] = set()
         #: Encoded output not yet handed to the writer.
         self.out: list[bytes] = []
-        self.waiting: deque[PendingReply] = deque()
+        #: Replies held for the store's commit, oldest first: a list (a few at most;
+        #: an empty deque would cost 700 bytes more on every connection).
+        self.waiting: list[PendingReply] = []
         #: Close after the pending output is written (an unrecoverable protocol error).
         self.closing = False
+        #: Bytes produced for it that the kernel has not taken yet: in ``out``, held
+        #: behind a reply, or queued for its writer (:mod:`trigear.server.output`).
+        self.unread = 0
+        #: Over its output limit: nothing more is produced for it, and it is closed.
+        self.cut = False
         self.gone = False
 
     def __repr__(self) -> str:

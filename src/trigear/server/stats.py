@@ -40,6 +40,16 @@ class ServerStatistics:
     #: Connections to a TLS listener closed before their handshake completed (plain
     #: text, no or a bad certificate, too slow).
     tls_failures: int = 0
+    #: accept() failures for lack of descriptors or memory (each retried after a pause).
+    accept_failures: int = 0
+    #: Connections closed at once: over the limit in all or per address.
+    connections_refused: int = 0
+    #: Peers cut off for leaving too much output unread (their own limit, or the
+    #: server's in all).
+    output_cuts: int = 0
+    #: Submits refused by the server-wide queued-jobs or queued-bytes limits, and
+    #: CAN_DOs over the functions one connection may register.
+    limit_refusals: int = 0
 
 
 @dataclass(slots=True)
@@ -59,6 +69,10 @@ class ServerStats:
     store_failures: int = 0
     acl_refusals: int = 0
     tls_failures: int = 0
+    accept_failures: int = 0
+    connections_refused: int = 0
+    output_cuts: int = 0
+    limit_refusals: int = 0
 
     def snapshot(self) -> ServerStatistics:
         """The counters as they are now, frozen."""

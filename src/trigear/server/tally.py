@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Collection, Iterable
 
 __all__ = [
     "BUCKETS",
@@ -169,11 +169,21 @@ class Tallies:
         self.failures: deque[Failure] = deque(maxlen=self.RECENT)
         #: How long the store's successful commits took.
         self.commits = Buckets()
+        #: Names :meth:`retire` keeps even when they are gone: those with a metrics
+        #: label (:class:`trigear.server.metrics.FunctionLabels` adds them).
+        self.keep: set[bytes] = set()
 
-    def get(self, name: bytes) -> FuncTally:
-        """The tally of function ``name``, the same one every time it is asked for."""
+    def get(self, name: bytes, live: Collection[bytes]) -> FuncTally:
+        """The tally of function ``name``, the same one every time it is asked for.
+
+        ``live``: the functions that exist.  Function records come and go (the
+        scheduler frees idle ones); when the tallies outnumber them by far, those of
+        the gone ones are retired, so that one-off names cost no memory for ever
+        whether or not anybody scrapes."""
         tally = self.by_name.get(name)
         if tally is None:
+            if len(self.by_name) >= 2 * len(live) + len(self.keep) + 1024:
+                self.retire(live)
             tally = self.by_name[name] = FuncTally()
         return tally
 
@@ -190,10 +200,10 @@ class Tallies:
             )
         )
 
-    def retire(self, live: Iterable[bytes], keep: Iterable[bytes] = ()) -> None:
-        """Fold the tallies of functions neither ``live`` nor in ``keep`` into
+    def retire(self, live: Iterable[bytes]) -> None:
+        """Fold the tallies of functions neither ``live`` nor in :attr:`keep` into
         :attr:`retired` and forget their names (the sums stay the same)."""
         stay = set(live)
-        stay.update(keep)
+        stay.update(self.keep)
         for name in [n for n in self.by_name if n not in stay]:
             self.retired.add(self.by_name.pop(name))
