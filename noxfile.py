@@ -122,7 +122,7 @@ def typecheck(session: nox.Session) -> None:
 def docs(session: nox.Session) -> None:
     """The documentation site (Sphinx): the markdown pages and the API reference from the
     docstrings, with every warning an error.  HTML lands in docs/_build/html."""
-    session.install("-e", ".[docs]")
+    session.install("-e", ".[docs,http]")
     session.run(
         "sphinx-build", "-W", "--keep-going", "-q", "-b", "html", "docs", "docs/_build/html"
     )

@@ -49,7 +49,9 @@ def test_a_handle_is_keyed_by_its_number_only_when_that_gives_it_back(
     index = JobIndex(PREFIX)
     assert index.key(handle) == key
     assert type(index.key(handle)) is type(key)
-    job = JobRecord(index.key(handle), Func(b"f", PREFIX), b"", b"", Priority.NORMAL, True)
+    job = JobRecord(
+        index.key(handle), Func(b"f", handle_prefix=PREFIX), b"", b"", Priority.NORMAL, True
+    )
     # The handle made from the key is the handle it came from.
     assert job.handle == handle
     index.add(job)
@@ -61,7 +63,7 @@ def test_a_handle_is_keyed_by_its_number_only_when_that_gives_it_back(
 
 def test_the_index_reads_as_a_mapping_of_handles() -> None:
     index = JobIndex(PREFIX)
-    func = Func(b"f", PREFIX)
+    func = Func(b"f", handle_prefix=PREFIX)
     jobs = [
         JobRecord(index.key(h), func, b"", b"", Priority.NORMAL, True)
         for h in (b"H:t:5", b"H:x:7", b"H:t:6")

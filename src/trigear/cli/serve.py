@@ -9,6 +9,7 @@ mistake gets one readable line on stderr and exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 import signal
@@ -23,7 +24,7 @@ from .. import compiled
 from .._version import __version__
 from ..protocol.limits import Limits
 from ..server.acl import Acl, AclError
-from ..server.config import ServerConfig
+from ..server.config import ListenError, ServerConfig
 from ..server.serve import Server
 from ..server.tls import TLSListener, server_ssl_context
 from ..store.base import StoreError
@@ -99,6 +100,29 @@ def build_parser(prog: str = "trigear serve") -> argparse.ArgumentParser:
         action="append",
         metavar="ADDRESS",
         help="address to listen on; repeat for more (IPv6 too). Default 127.0.0.1",
+    )
+    web = p.add_argument_group("HTTP: metrics, status page, submits (docs/operations.md)")
+    web.add_argument(
+        "--http",
+        metavar="[ADDRESS:]PORT",
+        help=(
+            "serve Prometheus metrics at /metrics, a live status page at / and job "
+            "submits at POST /job/NAME here (address default 127.0.0.1); off by default"
+        ),
+    )
+    web.add_argument(
+        "--http-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long an HTTP submit waits for its result unless it says (default 30)",
+    )
+    web.add_argument(
+        "--metrics-functions",
+        type=_int(0),
+        default=50,
+        metavar="N",
+        help="functions with a metrics label of their own; the rest are '_other' (default 50)",
     )
     sec = p.add_argument_group("security (docs/security.md)")
     sec.add_argument(
@@ -242,6 +266,8 @@ def _config(args: argparse.Namespace) -> ServerConfig:
         raise UsageError(f"--job-handle-prefix {prefix!r} must be non-empty, without ':'")
     if len(prefix) > 40:
         raise UsageError("--job-handle-prefix must be at most 40 characters")
+    if not 0 < args.http_timeout < float("inf"):
+        raise UsageError("--http-timeout must be more than 0 seconds")
     return ServerConfig(
         job_retries=args.job_retries,
         exceptions=args.exceptions,
@@ -252,8 +278,27 @@ def _config(args: argparse.Namespace) -> ServerConfig:
         remote_shutdown=args.remote_shutdown,
         log_level=args.log_level,
         handshake_timeout=args.tls_handshake_timeout,
+        http=_http(args.http),
+        http_timeout=args.http_timeout,
+        metrics_functions=args.metrics_functions,
         **limit_config(args),
     )
+
+
+def _http(text: str | None) -> tuple[str, int] | None:
+    """``--http``: ``PORT`` (on loopback), ``ADDRESS:PORT`` or ``[IPv6]:PORT``."""
+    if text is None:
+        return None
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host = "127.0.0.1"
+    host = host.removeprefix("[").removesuffix("]")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise UsageError(f"--http: {text!r} is not PORT or ADDRESS:PORT")
+    for module in ("hypercorn", "prometheus_client"):
+        if importlib.util.find_spec(module) is None:
+            raise UsageError("--http needs the HTTP extra: pip install 'trigear[http]'")
+    return host, int(port)
 
 
 def _tls(args: argparse.Namespace) -> ssl.SSLContext | None:
@@ -370,6 +415,12 @@ async def _run(
                 store.description,
                 os.getpid(),
             )
+            if server.http_urls:
+                logging.getLogger("trigear").info(
+                    "status page %s/, metrics %s/metrics",
+                    server.http_urls[0],
+                    server.http_urls[0],
+                )
 
             async def watch_signals() -> None:
                 async for signum in signals:
@@ -409,6 +460,15 @@ def _addr(listener: trio.SocketListener, server: Server) -> str:
     return f"{where} (TLS{', client certificates required' if mutual else ''})"
 
 
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    """The exceptions in ``group`` and in the groups nested in it (a listener that
+    failed inside the server's nurseries arrives nested)."""
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
+
+
 def main(argv: Sequence[str] | None = None, *, prog: str = "trigear serve") -> None:
     """Run the server until a signal drains it; exit 0, or 2 for a user mistake."""
     parser = build_parser(prog)
@@ -435,8 +495,8 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "trigear serve") -> N
             except OSError as exc:
                 raise UsageError(f"cannot write pid file: {exc}") from None
         trio.run(_run, args, config, store, tls, acl)
-    except* UsageError as group:
-        parser.exit(2, "".join(f"{prog}: {e}\n" for e in group.exceptions))
+    except* (UsageError, ListenError) as group:
+        parser.exit(2, "".join(f"{prog}: {e}\n" for e in _leaves(group)))
     except* StoreError as group:
         parser.exit(1, "".join(f"{prog}: cannot start: {e}\n" for e in group.exceptions))
     sys.exit(0)

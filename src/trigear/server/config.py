@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from .._keepalive import DEFAULT_KEEPALIVE, Keepalive
 from ..protocol.limits import DEFAULT_LIMITS, Limits
 
-__all__ = ["ServerConfig"]
+__all__ = ["ListenError", "ServerConfig"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,3 +62,17 @@ class ServerConfig:
     max_job_bytes: int = 4 * 1024**3
     #: Level name reported by the admin ``verbose`` command.
     log_level: str = "INFO"
+    #: (host, port) of the HTTP side: metrics, the status page, HTTP submits
+    #: (:mod:`trigear.server.http`, needs ``trigear[http]``).  None: off.
+    http: tuple[str, int] | None = None
+    #: Seconds an HTTP submit waits for its result unless it says
+    #: (``X-Gearman-Timeout``).
+    http_timeout: float = 30.0
+    #: Functions that get a ``function`` label of their own in the metrics; the rest
+    #: are summed as ``_other`` (:mod:`trigear.server.metrics`).
+    metrics_functions: int = 50
+
+
+class ListenError(OSError):
+    """A listener the configuration asks for could not be opened (the port is taken,
+    the address is not this machine's)."""

@@ -84,6 +84,7 @@ from .output import Output
 from .scheduler import Scheduler
 from .state import JobRecord, JobState, Peer
 from .stats import ServerStats
+from .tally import COALESCED, COMPLETED, FAILED
 
 if TYPE_CHECKING:
     from ..protocol.errors import RemoteProtocolError
@@ -174,6 +175,8 @@ class Dispatcher:
         #: The scheduler's jobs by handle and functions by name (the same dicts).
         self.jobs = self.scheduler.jobs
         self.funcs = self.scheduler.funcs
+        #: Each function's counters and the recent failures (:mod:`.tally`).
+        self.tallies = self.scheduler.tallies
         #: () -> the peers with output in ``peer.out``; the caller writes and clears it.
         self.take_output = self._output.take
         #: () -> (monotonic deadline of the next CAN_DO_TIMEOUT, unix time of the next
@@ -264,6 +267,12 @@ class Dispatcher:
             self._send(peer, not_found)
         return job
 
+    def _tally_failure(self, job: JobRecord, kind: str, text: bytes = b"") -> None:
+        tally = job.func.tally
+        tally.counts[FAILED + job.priority] += 1
+        tally.ran.observe(self.now - job.since)
+        self.tallies.failed(self.now, job.func.name, job.handle, kind, text)
+
     def _forward(self, job: JobRecord, event: Event) -> None:
         """Send a worker's packet on to the job's waiting clients (S6): once per
         attached submit, in submit order, so a connection attached twice gets it twice
@@ -305,6 +314,9 @@ class Dispatcher:
             self._send(peer, _NOT_FOUND)
             return
         self.stats.jobs_completed += 1
+        tally = job.func.tally
+        tally.counts[COMPLETED + job.priority] += 1
+        tally.ran.observe(self.now - job.since)
         self._forward(job, event)
         self.scheduler.finish(job)
 
@@ -314,6 +326,7 @@ class Dispatcher:
             self._send(peer, _NOT_FOUND)
             return
         self.stats.jobs_failed += 1
+        self._tally_failure(job, "fail")
         self.scheduler.fail(job)
 
     def _on_work_exception(self, peer: Peer, event: WorkException) -> None:
@@ -322,6 +335,7 @@ class Dispatcher:
             self._send(peer, _NOT_FOUND_EXC)
             return
         self.stats.jobs_failed += 1
+        self._tally_failure(job, "exception", event.data)
         if job.clients:
             exc = encode_response(event)
             # S7: no stray NUL after the handle, unlike gearmand.
@@ -445,6 +459,7 @@ class Dispatcher:
             other = joined.get(reply.job.handle)
             if other is not None:
                 self.stats.jobs_coalesced += 1
+                reply.job.func.tally.counts[COALESCED + reply.job.priority] += 1
                 reply.reply = encode_response(JobCreated(other))
         for handle in joined:
             job = self.jobs.get(handle)

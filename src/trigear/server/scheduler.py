@@ -37,6 +37,7 @@ from .indexes import UniqueIndex, has_indexed, index_worker, mark_ready, next_in
 from .jobindex import JobIndex
 from .ratelog import RateLimitedLog
 from .state import Func, JobRecord, JobState
+from .tally import COALESCED, FAILED, REQUEUED, TIMED_OUT, Tallies
 
 if TYPE_CHECKING:
     from ..store.base import LoadResult, StoredJob
@@ -86,6 +87,11 @@ class Scheduler:
         self.funcs: dict[bytes, Func] = {}
         self._handle_prefix = b"H:" + config.job_handle_prefix.encode() + b":"
         self.jobs = JobIndex(self._handle_prefix)
+        #: Monotonic seconds, set by the server before each pass: only the metrics'
+        #: times (:mod:`.tally`) read it.
+        self.now = 0.0
+        #: Each function's counters, kept by name (:mod:`.tally`).
+        self.tallies = Tallies()
         #: While draining (S21) no job is handed out, and only durable background
         #: submits are taken.
         self.draining = False
@@ -140,7 +146,8 @@ class Scheduler:
         """The record of function ``name``, created on first use."""
         f = self.funcs.get(name)
         if f is None:
-            f = self.funcs[name] = Func(name, self._handle_prefix)
+            tally = self.tallies.get(name, self.funcs.keys())
+            f = self.funcs[name] = Func(name, tally, handle_prefix=self._handle_prefix)
             limit = self._maxqueue.get(name)
             if limit is not None:
                 f.maxqueue = limit
@@ -272,6 +279,7 @@ class Scheduler:
         if key:
             job = func.uniques.get(key)
             if job is not None:
+                func.tally.counts[COALESCED + prio] += 1
                 self._join(peer, job, bg)
                 return
         if self.draining and not (bg and self._durable):
@@ -294,6 +302,7 @@ class Scheduler:
             return
         job = JobRecord(self._new_handle(), func, unique, data, prio, bg)
         self._stats.jobs_submitted += 1
+        func.tally.counts[prio] += 1
         self.job_bytes += len(data)
         job.reducer = reducer
         job.when = when
@@ -395,6 +404,7 @@ class Scheduler:
     def enqueue_new(self, job: JobRecord, wall: float) -> None:
         """A new job becomes runnable now or is scheduled for its time (S15)."""
         func = job.func
+        job.since = self.now
         if job.state is not _COMMITTING:
             func.counts[job.priority] += 1
         if job.when is not None and job.when > wall:
@@ -485,6 +495,8 @@ class Scheduler:
         func = job.func
         func.counts[job.priority] -= 1
         func.running += 1
+        func.tally.queued.observe(now - job.since)
+        job.since = now
         job.state = _RUNNING
         job.worker = peer
         job.run_id += 1
@@ -536,6 +548,8 @@ class Scheduler:
         if retries >= 0 and job.attempts > retries:
             self._stats.retries_exhausted += 1
             self._stats.jobs_failed += 1
+            func.tally.counts[FAILED + job.priority] += 1
+            self.tallies.failed(self.now, func.name, job.handle, "retries")
             log.warning(
                 "job %s (%s) failed: its %d retries are spent",
                 job.handle.decode(errors="replace"),
@@ -549,6 +563,8 @@ class Scheduler:
             self.finish(job)
             return
         self._stats.jobs_requeued += 1
+        func.tally.counts[REQUEUED + job.priority] += 1
+        job.since = self.now
         if job.stored:
             self._commits.save_attempts(job)
         func.running -= 1
@@ -598,6 +614,7 @@ class Scheduler:
             if job.state is _RUNNING and job.run_id == run_id and job.worker:
                 # S11: the run outlived CAN_DO_TIMEOUT; a late result is JOB_NOT_FOUND.
                 self._stats.jobs_timed_out += 1
+                job.func.tally.counts[TIMED_OUT + job.priority] += 1
                 job.worker.held.pop(job.handle, None)
                 self.lose_run(job)
         while self._epochs and self._epochs[0][0] <= wall:

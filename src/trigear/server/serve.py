@@ -1,4 +1,4 @@
-"""The server: listeners, the dispatcher task, the store writer, and shutdown.
+"""The server: listeners, the dispatcher task, and shutdown.
 
 Flow (``docs/server.md`` draws it):
 
@@ -8,9 +8,11 @@ Flow (``docs/server.md`` draws it):
 * The **dispatcher task** owns all state (:class:`~trigear.server.dispatcher.Dispatcher`).
   It takes every message waiting in the inbox, acts on them, and then hands each peer's
   output to its connection with :meth:`~trigear.server.connection.Connection.write_nowait`:
-  it never awaits a peer.
+  it never awaits a peer (:mod:`trigear.server.delivery`, which also enforces the output
+  limits).
 * With a durable store, a **store writer** task commits what the dispatcher batched
-  (group commit) and reports back through the inbox; the dispatcher goes on meanwhile.
+  (group commit) and reports back through the inbox; the dispatcher goes on meanwhile
+  (:mod:`trigear.server.store_writer`).
 * The **accept loops** start a connection per accepted stream.  When the process runs
   out of descriptors or memory (EMFILE, ENFILE, ENOMEM, ENOBUFS) a loop pauses and tries
   again, as :func:`trio.serve_listeners` does; any other accept error ends :meth:`Server.serve`
@@ -28,14 +30,14 @@ from typing import TYPE_CHECKING, Any, assert_type
 import trio
 
 from .._keepalive import set_keepalive
-from ..store.base import Store, StoreError
-from ..store.cluster import ClusterStore, FencedError
+from ..store.cluster import ClusterStore
 from ..store.memory import MemoryStore
 from .admission import Admission
 from .cluster import ClusterLink
 from .commits import StoreBatch
 from .config import ServerConfig
 from .connection import Connection
+from .delivery import Delivery
 from .dispatcher import Dispatcher
 from .messages import (
     Adopted,
@@ -52,12 +54,14 @@ from .messages import (
 )
 from .ratelog import RateLimitedLog
 from .state import Peer
+from .store_writer import run_store_writer
 from .tls import HandshakeFailed, TLSListener, start_tls
 
 if TYPE_CHECKING:
     import ssl
     from collections.abc import Sequence
 
+    from ..store.base import Store
     from .acl import Acl
     from .stats import ServerStatistics
 
@@ -124,9 +128,11 @@ class Server:
         self.listeners: list[trio.SocketListener] = []
         #: The TLS context of each listener that has one.
         self.tls: dict[trio.SocketListener, ssl.SSLContext] = {}
+        #: Where the HTTP side listens (``ServerConfig.http``), once serving.
+        self.http_urls: list[str] = []
         #: Log lines a peer or a lack of resources can repeat without end, rate-limited.
         self._log_accept = RateLimitedLog(log, logging.WARNING)
-        self._log_limit = RateLimitedLog(log, logging.WARNING)
+        self._delivery = Delivery(self._conns, self.dispatcher, self.config)
         self._admission = Admission(self.config, self.dispatcher.stats)
 
     # --- public ------------------------------------------------------------------------
@@ -203,11 +209,22 @@ class Server:
             async with trio.open_nursery() as core:
                 core.start_soon(self._dispatch_loop)
                 if self.store.durable:
-                    core.start_soon(self._store_writer)
+                    core.start_soon(
+                        run_store_writer,
+                        self.store,
+                        self._store_recv,
+                        self._inbox_send,
+                        self.cluster,
+                        self.dispatcher.tallies.commits,
+                    )
                 if self.cluster is not None:
                     core.start_soon(self.cluster.run)
                 async with trio.open_nursery() as conns:
                     self._conn_nursery = conns
+                    if self.config.http is not None:
+                        from .http import serve_http
+
+                        self.http_urls = await conns.start(serve_http, self)
                     async with trio.open_nursery() as accepting:
                         for listener in self.listeners:
                             accepting.start_soon(self._accept_loop, listener)
@@ -371,7 +388,7 @@ class Server:
     def _set_clock(self) -> None:
         now = trio.current_time()
         d = self.dispatcher
-        d.now = now
+        d.now = d.scheduler.now = now
         d.wall = self._wall0 + now
         # A cluster member hands out jobs only while its lease runs (server/cluster.py).
         paused = now >= d.lease_until
@@ -433,6 +450,7 @@ class Server:
         inbox = self._inbox
         process = self._process
         durable = self.store.durable
+        flush = self._delivery.flush
         while True:
             deadline = self._deadline()
             if deadline == math.inf:
@@ -452,7 +470,7 @@ class Server:
                 except trio.WouldBlock:
                     break
                 process(message)
-            self._flush()
+            flush()
             if durable:
                 batch = d.take_store_batch()
                 if batch is not None:
@@ -464,100 +482,6 @@ class Server:
                 d.shutdown_request = None
             if d.scheduler.draining and d.running_jobs == 0:
                 self._drained.set()
-
-    def _flush(self) -> None:
-        """Hand each peer's output of this pass to its connection."""
-        conns = self._conns
-        for peer in self.dispatcher.take_output():
-            out = peer.out
-            conn = conns.get(peer.id)
-            if conn is None or peer.gone:
-                out.clear()
-                continue
-            if peer.cut:
-                self._log_limit(
-                    "closing %r: over %d bytes of output unread", peer, self.config.max_output
-                )
-                self._cut(conn)
-                continue
-            data = out[0] if len(out) == 1 else b"".join(out)
-            out.clear()
-            conn.write_nowait(data, peer.closing)
-        if self.dispatcher.output.unread > self.config.max_output_total:
-            self._cut_biggest()
-
-    def _cut(self, conn: Connection) -> None:
-        """Close a peer over an output limit.  What it left unread stops counting now
-        (not when its close reaches the dispatcher), so the server-wide budget does not
-        cut another peer for the same bytes."""
-        peer = conn.peer
-        peer.cut = True
-        self.dispatcher.stats.output_cuts += 1
-        self._conns.pop(peer.id, None)
-        self.dispatcher.output.forget(peer)
-        conn.cancel()
-
-    def _cut_biggest(self) -> None:
-        """All peers together left more than ``max_output_total`` unread: close the
-        biggest non-readers until the rest fit."""
-        output = self.dispatcher.output
-        budget = self.config.max_output_total
-        for conn in sorted(self._conns.values(), key=lambda c: -c.peer.unread):
-            if output.unread <= budget or conn.peer.unread == 0:
-                break
-            self._log_limit(
-                "closing %r: %d bytes unread, and %d in all is over the server's %d",
-                conn.peer,
-                conn.peer.unread,
-                output.unread,
-                budget,
-            )
-            self._cut(conn)
-
-    async def _store_writer(self) -> None:
-        delay = 0.0
-        async for batch in self._store_recv:
-            if delay:
-                # The last commit failed.  Do not hammer a store that is down (a
-                # failed batch's removals come straight back, and each failure is
-                # logged): wait a little, doubling up to 0.5 s, before the next try.
-                await trio.sleep(delay)
-            delay = min(max(delay * 2, 0.02), 0.5)
-            started = trio.current_time()
-            joined: dict[bytes, bytes] | None = None
-            try:
-                if isinstance(self.store, ClusterStore):
-                    joined = await self.store.commit_joining(
-                        list(batch.add.values()),
-                        batch.remove,
-                        list(batch.attempts.items()),
-                        batch.last_handle_number,
-                    )
-                else:
-                    await self.store.commit(
-                        list(batch.add.values()),
-                        batch.remove,
-                        list(batch.attempts.items()),
-                        batch.last_handle_number,
-                    )
-            except FencedError as exc:
-                # Another server owns our rows now: stop handing out jobs at once; the
-                # cluster task drops them and joins again (server/cluster.py).
-                assert self.cluster is not None
-                self.cluster.lose_lease()
-                log.error("store commit refused: %s", exc)
-                await self._inbox_send.send(StoreDone(False))
-            except StoreError as exc:
-                log.error("store commit failed: %s", exc)
-                await self._inbox_send.send(StoreDone(False))
-            except Exception:
-                log.exception("store commit failed")
-                await self._inbox_send.send(StoreDone(False))
-            else:
-                delay = 0.0
-                if self.cluster is not None:
-                    self.cluster.renew(started)
-                await self._inbox_send.send(StoreDone(True, joined or None))
 
     async def _settle_store(self) -> None:
         """Wait until every store change so far is committed (or failed)."""

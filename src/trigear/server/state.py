@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .noqueue import NO_JOBS
+from .tally import FuncTally
 
 if TYPE_CHECKING:
     from ..protocol.packets import Priority
@@ -53,6 +54,7 @@ class JobRecord:
         "key",
         "priority",
         "run_id",
+        "since",
         "state",
         "stored",
         "unique",
@@ -91,6 +93,9 @@ class JobRecord:
         self.state = _QUEUED
         #: Counts runs, so a timer set for one run does not fire on the next (S11).
         self.run_id = 0
+        #: Monotonic seconds since it is queued, or running (the time histograms of
+        #: :mod:`trigear.server.tally`).
+        self.since = 0.0
         self._extras: JobExtras | None = None
 
     @property
@@ -201,12 +206,17 @@ class Func:
         "queues",
         "running",
         "sleepers",
+        "tally",
         "uniques",
         "workers",
     )
 
-    def __init__(self, name: bytes, handle_prefix: bytes = b"") -> None:
+    def __init__(
+        self, name: bytes, tally: FuncTally | None = None, *, handle_prefix: bytes = b""
+    ) -> None:
         self.name = name
+        #: What it did, for the metrics (:mod:`trigear.server.tally`).
+        self.tally = tally or FuncTally()
         #: The handle prefix of the server it belongs to, for its jobs' handles.
         self.handle_prefix = handle_prefix
         #: One FIFO per priority (HIGH, NORMAL, LOW: indexed by Priority), the shared
