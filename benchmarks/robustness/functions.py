@@ -8,7 +8,7 @@ gearmand side by side.
 
 from __future__ import annotations
 
-import sys
+import argparse
 import time
 
 from servers import (
@@ -68,7 +68,11 @@ def measure(name: str, f: int) -> dict[str, float]:
 
 
 def main() -> None:
-    f = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument(
+        "functions", nargs="?", type=int, default=100_000, help="functions (100000)"
+    )
+    f = parser.parse_args().functions
     print(f"{f} functions registered by one worker")
     print(
         f"{'server':10} {'GRAB->NO_JOB ms':>15} {'GET_STATUS_UNIQUE ms':>20}"

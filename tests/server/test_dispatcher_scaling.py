@@ -25,6 +25,7 @@ from trigear.protocol.packets import (
     GrabJob,
     JobAssign,
     NoJob,
+    Noop,
     PreSleep,
     StatusResUnique,
     SubmitJob,
@@ -34,7 +35,7 @@ from trigear.protocol.packets import (
     WorkComplete,
 )
 from trigear.server import ServerConfig
-from trigear.server.scheduler import INDEX_FROM
+from trigear.server.scheduler import DROP_CHUNK, INDEX_FROM
 
 from ..memory_peer import Peer as MemoryPeer
 from .dispatcher_harness import Harness
@@ -139,9 +140,95 @@ def test_cant_do_and_a_small_workers_disconnect_cost_one_lookup() -> None:
     assert len(w.abilities) == MANY - 1
     small = h.peer(b"f6")
     assert lines_run(lambda: h.d.disconnect(small)) < 120
-    # A worker's own functions go at one step each.
-    assert lines_run(lambda: h.d.disconnect(w)) < 40 * MANY
+    # A worker's own functions go at one step each, over the passes that follow.
+    assert lines_run(lambda: h.d.disconnect(w)) < 40
+    assert lines_run(lambda: settle(h)) < 40 * MANY
     assert h.d.funcs == {}
+
+
+def send_admin(h: Harness, line: bytes) -> bytes:
+    admin = h.peer()
+    h.d.handle(admin, AdminCommand(line))
+    return h.text(admin)
+
+
+def settle(h: Harness) -> int:
+    """Run the dispatcher's passes while it has a deadline due now: how many."""
+    passes = 0
+    while True:
+        t, _ = h.d.next_deadline()
+        if t is None or t > h.d.now:
+            return passes
+        h.d.tick()
+        passes += 1
+
+
+def test_a_many_function_workers_disconnect_is_bounded_work_per_pass() -> None:
+    """A worker leaving with 20,000 functions is detached at once; its functions are
+    let go of DROP_CHUNK per pass, and afterwards everything is as if at once."""
+    h = Harness(ServerConfig(job_handle_prefix="t", max_functions_per_connection=0))
+    w = big_worker(h)
+    c = h.peer()
+    other = h.peer(b"f3", b"f19999")
+    h.send(other, PreSleep())  # S5: asleep on functions the big worker had too
+    h.send(w, PreSleep())
+    # The pass that handles the disconnect does a bounded amount of work ...
+    assert lines_run(lambda: h.d.disconnect(w)) < 40
+    # ... and so does each pass after it.
+    t, _ = h.d.next_deadline()
+    assert t is not None
+    assert t <= h.d.now
+    assert lines_run(h.d.tick) < 40 * DROP_CHUNK
+    # Meanwhile a job of one of its functions wakes the live sleeper only (S5) and
+    # goes to it.
+    h.send(c, SubmitJobBg(b"f3", b"", b"x"))
+    assert h.recv(other) == [Noop()]
+    assert w.out == []
+    assert h.grab(other)
+    h.send(c, SubmitJobBg(b"f%d" % (MANY - 1), b"", b"y"), SubmitJobBg(b"f9", b"", b"z"))
+    passes = settle(h)
+    assert 0 < passes <= MANY // DROP_CHUNK
+    # Afterwards: no function lists it, records are released per max_idle_functions
+    # (the default keeps them all, as gearmand does), the other worker still works.
+    assert all(w not in f.workers and w not in f.sleepers for f in h.d.funcs.values())
+    assert all(w not in (f.indexed or ()) for f in h.d.funcs.values())
+    assert w.ready is None
+    # The most recently let go of are kept (f19999 has a worker, so one more).
+    idle = ServerConfig().max_idle_functions
+    kept = [b"f%d" % i for i in range(MANY - 1 - idle, MANY - 1)]
+    assert set(h.d.funcs) == {b"f3", b"f9", b"f19999", *kept}  # as when let go at once
+    assert h.grab(other)
+    status = {
+        line.split(b"\t")[0]: line.split(b"\t")[1:]
+        for line in send_admin(h, b"status").splitlines()[:-1]
+    }
+    assert status[b"f3"] == [b"1", b"1", b"1"]
+    assert status[b"f9"] == [b"1", b"0", b"0"]
+    assert status[b"f19000"] == [b"0", b"0", b"0"]
+    assert status[b"f19999"] == [b"1", b"1", b"1"]
+
+
+def test_admin_and_records_are_exact_while_a_disconnect_is_pending() -> None:
+    """An admin answer lets go of the rest first: the counts never include a worker
+    that left; unused records are freed per ``max_idle_functions``."""
+    h = Harness(
+        ServerConfig(job_handle_prefix="t", max_functions_per_connection=0, max_idle_functions=10)
+    )
+    w = big_worker(h)
+    other = h.peer(b"f1")
+    h.d.disconnect(w)
+    assert len(h.d.funcs) == MANY  # not let go of yet
+    text = send_admin(h, b"status")
+    lines = text.splitlines()
+    assert lines[-1] == b"."
+    rows = {ln.split(b"\t")[0]: ln.split(b"\t")[1:] for ln in lines[:-1]}
+    assert rows[b"f1"] == [b"0", b"0", b"1"]
+    assert len(rows) == 11  # f1 and the 10 most recently let go
+    assert all(r[2] == b"0" for n, r in rows.items() if n != b"f1")
+    t, _ = h.d.next_deadline()
+    assert t is None
+    h.d.disconnect(other)
+    assert len(h.d.funcs) == 10
 
 
 # --- the indexed worker keeps the scheduling rules (S3, S9) ---------------------------

@@ -417,6 +417,8 @@ class Dispatcher:
         self._send(peer, _NOT_EXPECTED)
 
     def _on_admin(self, peer: Peer, event: AdminCommand) -> None:
+        # Worker counts are exact: a departed worker's functions are let go of first.
+        self.scheduler.settle()
         self._send(peer, answer(self, peer, parse_admin_line(event.line)))
 
     # --- timers ---------------------------------------------------------------------------

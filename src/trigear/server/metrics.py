@@ -135,6 +135,8 @@ class ServerCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         d = self.dispatcher
+        # Worker gauges are exact: a departed worker's functions are let go of first.
+        d.scheduler.settle()
         self.labels.update(d)
         own, other = self.labels.split(d)
         series = [*sorted(own.items()), (OTHER, other)]

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import heapq
 import logging
+import math
+from itertools import islice
 from typing import TYPE_CHECKING
 
 from ..protocol.encoder import encode_response
@@ -40,6 +42,8 @@ from .state import Func, JobRecord, JobState
 from .tally import COALESCED, FAILED, REQUEUED, TIMED_OUT, Tallies
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from ..store.base import LoadResult, StoredJob
     from .commits import Commits
     from .config import ServerConfig
@@ -67,6 +71,10 @@ _DONE = JobState.DONE
 #: A worker with more functions than this finds work through an index of the ones with
 #: jobs queued (``Peer.ready``) rather than by looking at each.
 INDEX_FROM = 16
+#: A worker that leaves with more functions than this is detached at once and its
+#: functions are let go of this many per dispatcher pass (:meth:`Scheduler.tick`), so
+#: one disconnect cannot stall everyone else (``docs/robustness.md``).
+DROP_CHUNK = 1024
 #: A limit of 0 means none: this, as an int (compared on every submit).
 _NO_LIMIT = 1 << 62
 
@@ -127,6 +135,9 @@ class Scheduler:
         #: The live jobs whose coalescing key is ``unique``, in any function, oldest
         #: first: one dictionary lookup (GET_STATUS_UNIQUE names no function).
         self.with_unique = self._uniques.find
+        #: Workers gone with many functions, and the functions still to let go of
+        #: (:meth:`drop_abilities`); :meth:`settle` finishes it at once.
+        self._dropping: dict[Peer, Iterator[Func]] = {}
 
     # --- handles ----------------------------------------------------------------------
 
@@ -232,7 +243,23 @@ class Scheduler:
 
     def drop_abilities(self, peer: Peer, only: bytes | None = None) -> None:
         """``peer`` no longer does ``only`` (default: anything): the work is one
-        lookup for one function, and one step per function for all of them."""
+        lookup for one function, and one step per function for all of them.
+
+        A worker that is gone (``peer.gone``) with more than :data:`DROP_CHUNK`
+        functions is only detached here; :meth:`tick` lets go of its functions
+        :data:`DROP_CHUNK` at a time.  Until then its functions still list it in
+        ``workers``, ``sleepers`` and ``indexed``: nothing is handed to it (it never asks
+        again), :meth:`wake` skips it, and readers of the counts call :meth:`settle`."""
+        if only is None and peer.gone and len(peer.funcs) > DROP_CHUNK:
+            # The old dict is not changed any more: an iterator over it is safe.
+            self._dropping[peer] = iter(peer.funcs)
+            peer.funcs = {}
+            peer.abilities.clear()
+            peer.order = None
+            peer.sleeping = False
+            # ``peer.ready`` stays until the last chunk: :func:`mark_ready` may still
+            # write to it through ``func.indexed``.
+            return
         if only is None:
             funcs = list(peer.funcs)
             peer.funcs.clear()
@@ -249,6 +276,9 @@ class Scheduler:
                 for r in peer.ready:
                     r.pop(func, None)
         peer.order = None
+        self._let_go(peer, funcs)
+
+    def _let_go(self, peer: Peer, funcs: list[Func]) -> None:
         for func in funcs:
             del func.workers[peer]
             func.sleepers.pop(peer, None)
@@ -427,6 +457,11 @@ class Scheduler:
         """Wake sleeping workers that can do ``func``: one NOOP per sleep (S5)."""
         n = self._wakeup
         sleepers = func.sleepers
+        if self._dropping:
+            # A worker that left with many functions may still be listed (see
+            # :meth:`drop_abilities`): it is not woken, nor counted against ``n``.
+            for w in [w for w in sleepers if w.gone]:
+                del sleepers[w]
         woken = list(sleepers) if n <= 0 else list(sleepers)[:n]
         for w in woken:
             self.wake_peer(w)
@@ -602,13 +637,19 @@ class Scheduler:
 
     def next_deadline(self) -> tuple[float | None, int | None]:
         """(monotonic deadline of the next CAN_DO_TIMEOUT, unix time of the next epoch
-        job); either may be None."""
+        job); either may be None.  While functions of a departed worker remain to be
+        let go of (:meth:`drop_abilities`), the first is -inf: due now."""
+        if self._dropping:
+            return -math.inf, (self._epochs[0][0] if self._epochs else None)
         t = self._timeouts[0][0] if self._timeouts else None
         e = self._epochs[0][0] if self._epochs else None
         return t, e
 
     def tick(self, now: float, wall: float) -> None:
-        """Fire the timers that are due at ``now`` (monotonic) and ``wall`` (unix)."""
+        """Fire the timers that are due at ``now`` (monotonic) and ``wall`` (unix), and
+        let go of up to :data:`DROP_CHUNK` functions of departed workers."""
+        if self._dropping:
+            self._drop_step(DROP_CHUNK)
         while self._timeouts and self._timeouts[0][0] <= now:
             _, _, job, run_id = heapq.heappop(self._timeouts)
             if job.state is _RUNNING and job.run_id == run_id and job.worker:
@@ -622,3 +663,25 @@ class Scheduler:
             if job.state is _SCHEDULED:
                 job.state = _COMMITTING  # counted already: enqueue_new does not again
                 self.enqueue_new(job, wall)
+
+    # --- departed workers with many functions -----------------------------------------
+
+    def _drop_step(self, budget: int) -> None:
+        """Let go of up to ``budget`` functions of departed workers, oldest first."""
+        dropping = self._dropping
+        while dropping and budget > 0:
+            peer = next(iter(dropping))
+            # In the order it registered them, as the immediate path does: which unused
+            # records outlive ``max_idle_functions`` does not change.
+            chunk = list(islice(dropping[peer], budget))
+            budget -= len(chunk)
+            self._let_go(peer, chunk)
+            if budget > 0:  # its last functions
+                del dropping[peer]
+                peer.ready = None
+
+    def settle(self) -> None:
+        """Finish letting go of departed workers' functions at once: before an answer
+        that counts workers (admin, metrics, the status page) must be exact."""
+        while self._dropping:
+            self._drop_step(1 << 62)
