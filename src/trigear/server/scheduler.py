@@ -30,7 +30,6 @@ from __future__ import annotations
 import heapq
 import logging
 import math
-from itertools import islice
 from typing import TYPE_CHECKING
 
 from ..protocol.encoder import encode_response
@@ -42,8 +41,6 @@ from .state import Func, JobRecord, JobState
 from .tally import COALESCED, FAILED, REQUEUED, TIMED_OUT, Tallies
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from ..store.base import LoadResult, StoredJob
     from .commits import Commits
     from .config import ServerConfig
@@ -74,7 +71,7 @@ INDEX_FROM = 16
 #: A worker that leaves with more functions than this is detached at once and its
 #: functions are let go of this many per dispatcher pass (:meth:`Scheduler.tick`), so
 #: one disconnect cannot stall everyone else (``docs/robustness.md``).
-DROP_CHUNK = 1024
+DROP_CHUNK = 256
 #: A limit of 0 means none: this, as an int (compared on every submit).
 _NO_LIMIT = 1 << 62
 
@@ -137,7 +134,9 @@ class Scheduler:
         self.with_unique = self._uniques.find
         #: Workers gone with many functions, and the functions still to let go of
         #: (:meth:`drop_abilities`); :meth:`settle` finishes it at once.
-        self._dropping: dict[Peer, Iterator[Func]] = {}
+        self._dropping: dict[Peer, list[Func]] = {}
+        #: Their ``abilities`` of before, emptied along.
+        self._dropping_names: dict[Peer, dict[bytes, int]] = {}
 
     # --- handles ----------------------------------------------------------------------
 
@@ -251,10 +250,15 @@ class Scheduler:
         ``workers``, ``sleepers`` and ``indexed``: nothing is handed to it (it never asks
         again), :meth:`wake` skips it, and readers of the counts call :meth:`settle`."""
         if only is None and peer.gone and len(peer.funcs) > DROP_CHUNK:
-            # The old dict is not changed any more: an iterator over it is safe.
-            self._dropping[peer] = iter(peer.funcs)
+            # Last first, so each chunk comes off the end; the list alone holds the
+            # records, so those freed go a chunk at a time, not all with the last.
+            funcs = list(peer.funcs)
+            funcs.reverse()
+            self._dropping[peer] = funcs
             peer.funcs = {}
-            peer.abilities.clear()
+            # Its names go with its functions, a chunk at a time, too.
+            self._dropping_names[peer] = peer.abilities
+            peer.abilities = {}
             peer.order = None
             peer.sleeping = False
             # ``peer.ready`` stays until the last chunk: :func:`mark_ready` may still
@@ -673,11 +677,18 @@ class Scheduler:
             peer = next(iter(dropping))
             # In the order it registered them, as the immediate path does: which unused
             # records outlive ``max_idle_functions`` does not change.
-            chunk = list(islice(dropping[peer], budget))
+            funcs = dropping[peer]
+            chunk = funcs[-budget:]
+            del funcs[-budget:]
+            chunk.reverse()
             budget -= len(chunk)
+            names = self._dropping_names[peer]
+            for f in chunk:
+                names.pop(f.name, None)
             self._let_go(peer, chunk)
-            if budget > 0:  # its last functions
+            if not funcs:
                 del dropping[peer]
+                del self._dropping_names[peer]
                 peer.ready = None
 
     def settle(self) -> None:
