@@ -10,7 +10,7 @@ from typing import Any
 from .._keepalive import Keepalive
 from ..server.config import ServerConfig
 
-__all__ = ["add_limit_flags", "limit_config"]
+__all__ = ["add_limit_flags", "limit_config", "size_or_zero"]
 
 _D = ServerConfig.__dataclass_fields__
 
@@ -33,7 +33,8 @@ def _number(kind: type[int] | type[float], lo: float) -> Any:
     return parse
 
 
-def _size_or_zero(text: str) -> int:
+def size_or_zero(text: str) -> int:
+    """A byte count like ``64M``, ``4GiB`` or ``0`` (K, M, G are powers of 1024)."""
     units = {"k": 1024, "m": 1024**2, "g": 1024**3}
     t = text.strip().lower().removesuffix("b").removesuffix("i")
     mult = units.get(t[-1:], 1)
@@ -81,21 +82,21 @@ def add_limit_flags(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--min-upload-rate",
-        type=_size_or_zero,
+        type=size_or_zero,
         default=_default("min_upload_rate"),
         metavar="SIZE",
         help="bytes per second a large packet is given on top of --stall-timeout (1M)",
     )
     g.add_argument(
         "--max-output",
-        type=_size_or_zero,
+        type=size_or_zero,
         default=_default("max_output"),
         metavar="SIZE",
         help="output one peer may leave unread before it is cut off (64M)",
     )
     g.add_argument(
         "--max-output-total",
-        type=_size_or_zero,
+        type=size_or_zero,
         default=_default("max_output_total"),
         metavar="SIZE",
         help="output all peers may leave unread; beyond it the biggest non-readers are"
@@ -143,7 +144,7 @@ def add_limit_flags(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--max-job-bytes",
-        type=_size_or_zero,
+        type=size_or_zero,
         default=_default("max_job_bytes"),
         metavar="SIZE",
         help="bytes of job data in the whole server; a submit beyond gets QUEUE_ERROR;"

@@ -29,7 +29,7 @@ from ..server.serve import Server
 from ..server.tls import TLSListener, server_ssl_context
 from ..store.base import StoreError
 from ._common import Parser, UsageError
-from ._limits import add_limit_flags, limit_config
+from ._limits import add_limit_flags, limit_config, size_or_zero
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -57,15 +57,7 @@ def _int(lo: int, hi: int | None = None) -> Callable[[str], int]:
 
 
 def _size(text: str) -> int:
-    units = {"k": 1024, "m": 1024**2, "g": 1024**3}
-    t = text.strip().lower().removesuffix("b").removesuffix("i")
-    mult = units.get(t[-1:], 1)
-    if mult > 1:
-        t = t[:-1]
-    try:
-        value = int(t) * mult
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size (like 64M)") from None
+    value = size_or_zero(text)
     if value < 1024:
         raise argparse.ArgumentTypeError(f"{text!r} is too small (at least 1K)")
     return value
