@@ -27,6 +27,7 @@ from setuptools.command.build_ext import build_ext
 #: (docs/performance.md).  Each is plain typed Python that also runs uncompiled.
 COMPILED = [
     "src/trigear/protocol/decoder.py",
+    "src/trigear/protocol/bodies.py",
     "src/trigear/protocol/encoder.py",
     "src/trigear/server/dispatcher.py",
     "src/trigear/server/scheduler.py",
