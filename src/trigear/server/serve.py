@@ -1,4 +1,4 @@
-"""The server: listeners, the dispatcher task, and shutdown.
+"""The server: listeners, starting the dispatcher task and the others, and shutdown.
 
 Flow (``docs/server.md`` draws it):
 
@@ -9,7 +9,7 @@ Flow (``docs/server.md`` draws it):
   It takes every message waiting in the inbox, acts on them, and then hands each peer's
   output to its connection with :meth:`~trigear.server.connection.Connection.write_nowait`:
   it never awaits a peer (:mod:`trigear.server.delivery`, which also enforces the output
-  limits).
+  limits).  Its loop is :class:`~trigear.server.dispatcher_task.DispatcherTask`.
 * With a durable store, a **store writer** task commits what the dispatcher batched
   (group commit) and reports back through the inbox; the dispatcher goes on meanwhile
   (:mod:`trigear.server.store_writer`).
@@ -25,7 +25,7 @@ import errno
 import logging
 import math
 import time
-from typing import TYPE_CHECKING, Any, assert_type
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -39,19 +39,8 @@ from .config import ServerConfig
 from .connection import Connection
 from .delivery import Delivery
 from .dispatcher import Dispatcher
-from .messages import (
-    Adopted,
-    BadInput,
-    Closed,
-    Drain,
-    Events,
-    Fenced,
-    InboxMessage,
-    NewAcl,
-    Nudge,
-    Opened,
-    StoreDone,
-)
+from .dispatcher_task import DispatcherTask
+from .messages import Closed, Drain, InboxMessage, NewAcl, Opened
 from .ratelog import RateLimitedLog
 from .state import Peer
 from .store_writer import run_store_writer
@@ -70,7 +59,6 @@ __all__ = ["Server", "serve_gearman"]
 log = logging.getLogger("trigear.server")
 
 _INBOX_SIZE = 256
-_PASS_LIMIT = 512
 #: accept() errors that mean "out of resources for now": wait and try again (the set
 #: trio.serve_listeners retries on, with its pause).
 _ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
@@ -108,7 +96,7 @@ class Server:
             self.config, durable=self.store.durable, first_handle=_first_handle()
         )
         self.dispatcher.set_acl(acl)
-        self._inbox_send, self._inbox = trio.open_memory_channel[InboxMessage](_INBOX_SIZE)
+        self._inbox_send, inbox = trio.open_memory_channel[InboxMessage](_INBOX_SIZE)
         self._store_send, self._store_recv = trio.open_memory_channel[StoreBatch](math.inf)
         #: The cluster task, for a store shared with other servers (a named member).
         self.cluster: ClusterLink | None = None
@@ -117,10 +105,7 @@ class Server:
         self._conns: dict[int, Connection] = {}
         self._next_id = 0
         self._conn_nursery: trio.Nursery | None = None
-        self._wall0 = 0.0
-        self._drained = trio.Event()
         self._shutdown = trio.Event()
-        self._settled = trio.Event()
         self._stop_now = False
         #: An accept error that ended serving, raised from serve().
         self._accept_error: OSError | None = None
@@ -134,6 +119,15 @@ class Server:
         self._log_accept = RateLimitedLog(log, logging.WARNING)
         self._delivery = Delivery(self._conns, self.dispatcher, self.config)
         self._admission = Admission(self.config, self.dispatcher.stats)
+        self._task = DispatcherTask(
+            self.dispatcher,
+            inbox,
+            self._inbox_send,
+            self._store_send if self.store.durable else None,
+            self._conns,
+            self._delivery,
+            lambda graceful: self.shutdown(graceful=graceful),
+        )
 
     # --- public ------------------------------------------------------------------------
 
@@ -200,14 +194,14 @@ class Server:
         loaded = await self.store.load()
         if self.cluster is not None:
             self.cluster.renew(started)
-        self._wall0 = time.time() - trio.current_time()
-        self._set_clock()
+        self._task.wall0 = time.time() - trio.current_time()
+        self._task.set_clock()
         self.dispatcher.replay(loaded)
         if loaded.jobs:
             log.info("replayed %d stored jobs", len(loaded.jobs))
         try:
             async with trio.open_nursery() as core:
-                core.start_soon(self._dispatch_loop)
+                core.start_soon(self._task.run)
                 if self.store.durable:
                     core.start_soon(
                         run_store_writer,
@@ -238,7 +232,7 @@ class Server:
                     conns.cancel_scope.cancel()
                 # Let the dispatcher see every close before it stops.
                 with trio.move_on_after(5):
-                    await self._settle_store()
+                    await self._task.settle_store()
                 core.cancel_scope.cancel()
         finally:
             for listener in self.listeners:
@@ -260,7 +254,7 @@ class Server:
         then return from :meth:`serve`.  Calling it again stops at once."""
         if self._shutdown.is_set() or not graceful:
             self._stop_now = True
-            self._drained.set()
+            self._task.drained.set()
         self._shutdown.set()
 
     async def set_acl(self, acl: Acl | None) -> None:
@@ -383,119 +377,13 @@ class Server:
         await trio.aclose_forcefully(stream)
         return None
 
-    # --- the dispatcher task -------------------------------------------------------------
-
-    def _set_clock(self) -> None:
-        now = trio.current_time()
-        d = self.dispatcher
-        d.now = d.scheduler.now = now
-        d.wall = self._wall0 + now
-        # A cluster member hands out jobs only while its lease runs (server/cluster.py).
-        paused = now >= d.lease_until
-        if paused is not d.scheduler.paused:
-            d.scheduler.set_paused(paused)
-
-    def _deadline(self) -> float:
-        t, e = self.dispatcher.next_deadline()
-        deadline = math.inf
-        if t is not None:
-            deadline = t
-        if e is not None:
-            deadline = min(deadline, e - self._wall0)
-        return deadline
-
-    def _process(self, message: InboxMessage) -> None:
-        d = self.dispatcher
-        if isinstance(message, Events):
-            peer, events = message
-            handle = d.handle
-            try:
-                for event in events:
-                    if peer.gone or peer.cut:
-                        break
-                    handle(peer, event)
-            except Exception:
-                # A bug must not take the whole server down with it: log it, drop the
-                # connection whose packet hit it, and keep serving everyone else.
-                log.exception("internal error on a packet from %r; closing it", peer)
-                d.stats.internal_errors += 1
-                conn = self._conns.get(peer.id)
-                if conn is not None:
-                    conn.cancel()
-        elif isinstance(message, BadInput):
-            if not message.peer.gone:
-                d.protocol_error(message.peer, message.error)
-        elif isinstance(message, Opened):
-            d.connect(message.peer)
-        elif isinstance(message, Closed):
-            d.disconnect(message.peer)
-        elif isinstance(message, StoreDone):
-            d.store_done(message.ok, message.joined)
-        elif isinstance(message, Drain):
-            d.start_draining()
-        elif isinstance(message, Adopted):
-            taken = d.adopt(message.jobs)
-            log.info("took in %d adopted jobs", taken)
-        elif isinstance(message, Fenced):
-            dropped = d.fenced()
-            log.warning("fenced: dropped %d stored jobs", dropped)
-        elif isinstance(message, NewAcl):
-            d.set_acl(message.acl)
-        else:
-            # A Nudge: the pass that follows is all it asks for.
-            assert_type(message, Nudge)
-
-    async def _dispatch_loop(self) -> None:
-        d = self.dispatcher
-        inbox = self._inbox
-        process = self._process
-        durable = self.store.durable
-        flush = self._delivery.flush
-        while True:
-            deadline = self._deadline()
-            if deadline == math.inf:
-                message = await inbox.receive()
-                self._set_clock()
-                process(message)
-            else:
-                with trio.move_on_at(deadline):
-                    message = await inbox.receive()
-                    self._set_clock()
-                    process(message)
-                self._set_clock()
-                d.tick()
-            for _ in range(_PASS_LIMIT):
-                try:
-                    message = inbox.receive_nowait()
-                except trio.WouldBlock:
-                    break
-                process(message)
-            flush()
-            if durable:
-                batch = d.take_store_batch()
-                if batch is not None:
-                    self._store_send.send_nowait(batch)
-                if not d.has_store_work():
-                    self._settled.set()
-            if d.shutdown_request is not None:
-                self.shutdown(graceful=d.shutdown_request == "graceful")
-                d.shutdown_request = None
-            if d.scheduler.draining and d.running_jobs == 0:
-                self._drained.set()
-
-    async def _settle_store(self) -> None:
-        """Wait until every store change so far is committed (or failed)."""
-        if self.dispatcher.has_store_work():
-            self._settled = trio.Event()
-            # A pass of the dispatcher loop sets it once nothing is left to commit.
-            await self._inbox_send.send(Nudge())
-            await self._settled.wait()
+    # --- shutdown ------------------------------------------------------------------------
 
     async def _drain(self) -> None:
         log.info("shutting down: no new connections, no new assignments")
         await self._inbox_send.send(Drain())
         with trio.move_on_after(self.config.shutdown_timeout) as scope:
-            await self._drained.wait()
+            await self._task.drained.wait()
         if scope.cancelled_caught:
             log.warning(
                 "shutdown: %d jobs still running after %.0f s; they are requeued",
