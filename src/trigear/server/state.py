@@ -207,7 +207,6 @@ class Func:
         "running",
         "sleepers",
         "tally",
-        "uniques",
         "workers",
     )
 
@@ -226,8 +225,6 @@ class Func:
         #: Jobs waiting to run, per priority (queued or scheduled), indexed by Priority.
         self.counts = [0, 0, 0]
         self.running = 0
-        #: Live jobs with a non-empty unique, by coalescing key (S2).
-        self.uniques: dict[bytes, JobRecord] = {}
         #: Connections that can do this function, in CAN_DO order.
         self.workers: dict[Peer, None] = {}
         #: Of those, the ones asleep after PRE_SLEEP, oldest first (S5).
