@@ -21,8 +21,8 @@ abilities, the scheduler's), :class:`~trigear.server.results.Results` (what work
 about their runs), :class:`~trigear.server.commits.Commits` (what the store must write,
 and the replies that wait for it), :class:`~trigear.server.stored.StoredJobs` (the store's
 answers, and stored jobs brought back), :class:`~trigear.server.output.Output` (bytes for
-peers), and the admin answers (:mod:`trigear.server.admin`).  Each packet class has one handler, registered in
-a table whose entries mypy checks against the class (:func:`_on`).
+peers), and the admin answers (:mod:`trigear.server.admin`).  Each packet class has one
+handler, registered in a table whose entries mypy checks against the class (:func:`_on`).
 """
 
 from __future__ import annotations

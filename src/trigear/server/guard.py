@@ -215,8 +215,10 @@ def _guard_submit(handler: Handler) -> Handler:
         before = len(jobs)
         handler(d, peer, event)
         if len(jobs) > before:
-            # The submit made a new job, the last one in the (insertion-ordered) table.
-            jobs[next(reversed(jobs))].owner = peer.identity
+            # The submit made a new job: the one added last.
+            job = jobs.newest()
+            assert job is not None
+            job.owner = peer.identity
 
     return submit
 

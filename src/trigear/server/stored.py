@@ -129,7 +129,7 @@ class StoredJobs:
         JOB_NOT_FOUND for its result.  Returns how many jobs were dropped."""
         self._settle(self._commits.discard(), False, wall)
         sched = self._scheduler
-        dropped = [j for j in sched.jobs.values() if j.stored and j.state is not _COMMITTING]
+        dropped = [j for j in sched.jobs.records() if j.stored and j.state is not _COMMITTING]
         for job in dropped:
             job.stored = False
             sched.fail(job)
