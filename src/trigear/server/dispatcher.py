@@ -203,7 +203,7 @@ class Dispatcher:
         self._handlers = _HANDLERS if acl is None else guarded(_HANDLERS)
         for peer in self.peers.values():
             for name in reidentify(acl, peer):
-                self.scheduler.drop_abilities(peer, name)
+                self.scheduler.functions.drop_abilities(peer, name)
 
     @property
     def running_jobs(self) -> int:
@@ -221,7 +221,7 @@ class Dispatcher:
         peer.gone = True
         self.peers.pop(peer.id, None)
         self.scheduler.lose_runs(peer)
-        self.scheduler.drop_abilities(peer)
+        self.scheduler.functions.drop_abilities(peer)
         self.scheduler.drop_client(peer)
         peer.waiting.clear()
         peer.out.clear()
@@ -269,11 +269,11 @@ class Dispatcher:
         self.scheduler.add_ability(peer, event.function, timeout)
 
     def _on_cant_do(self, peer: Peer, event: CantDo) -> None:
-        self.scheduler.drop_abilities(peer, event.function)
+        self.scheduler.functions.drop_abilities(peer, event.function)
         self.scheduler.lose_runs(peer, event.function)
 
     def _on_reset(self, peer: Peer, event: ResetAbilities) -> None:
-        self.scheduler.drop_abilities(peer)
+        self.scheduler.functions.drop_abilities(peer)
         self.scheduler.lose_runs(peer)
 
     def _on_pre_sleep(self, peer: Peer, event: PreSleep) -> None:
@@ -363,7 +363,7 @@ class Dispatcher:
 
     def _on_admin(self, peer: Peer, event: AdminCommand) -> None:
         # Worker counts are exact: a departed worker's functions are let go of first.
-        self.scheduler.settle()
+        self.scheduler.functions.settle()
         self._send(peer, answer(self, peer, parse_admin_line(event.line)))
 
     # --- timers ---------------------------------------------------------------------------
@@ -403,14 +403,14 @@ class Dispatcher:
     # --- what the admin commands use (trigear.server.admin.AdminView) ----------------------
 
     def set_maxqueue(self, name: bytes, limits: tuple[int, int, int]) -> None:
-        self.scheduler.set_maxqueue(name, limits)
+        self.scheduler.functions.set_maxqueue(name, limits)
 
     def with_unique(self, unique: bytes) -> list[JobRecord]:
         """The live jobs with coalescing key ``unique``, in any function."""
         return self.scheduler.with_unique(unique)
 
     def create_function(self, name: bytes) -> None:
-        self.scheduler.function(name)
+        self.scheduler.functions.get(name)
 
     def cancel(self, handle: bytes) -> bool:
         """Admin ``cancel job``: end the job now (attached clients get WORK_FAIL)."""
@@ -422,7 +422,7 @@ class Dispatcher:
 
     def drop_function(self, name: bytes) -> str | None:
         """Admin ``drop function``: None on success, else the error text."""
-        return self.scheduler.drop_function(name)
+        return self.scheduler.functions.drop(name)
 
     def request_shutdown(self, *, graceful: bool) -> None:
         self.shutdown_request = "graceful" if graceful else "now"

@@ -88,12 +88,6 @@ class Scheduler:
         #: The function records and which workers can do each (:mod:`.functions`).
         self.functions = functions = Functions(config, stats, self._handle_prefix)
         self.funcs = functions.funcs
-        self.function = functions.get
-        self.release = functions.release
-        self.settle = functions.settle
-        self.set_maxqueue = functions.set_maxqueue
-        self.drop_function = functions.drop
-        self.drop_abilities = functions.drop_abilities
         #: Each function's counters, kept by name (:mod:`.tally`).
         self.tallies = functions.tallies
         #: Monotonic seconds, set by the server before each pass: only the metrics'
@@ -174,7 +168,7 @@ class Scheduler:
     ) -> None:
         """A SUBMIT_JOB of any kind from ``peer`` at unix time ``wall``: join the live job
         with the same unique (S2), refuse it (S18, S21), or queue a new job."""
-        func = self.function(function)
+        func = self.functions.get(function)
         key = data if unique == b"-" else unique
         if key:
             job = self.uniques.get(key, func)
@@ -184,7 +178,7 @@ class Scheduler:
                 return
         if self.draining and not (bg and self._durable):
             self._send(peer, _DRAINING)
-            self.release(func)
+            self.functions.release(func)
             return
         limit = func.maxqueue[prio]
         if limit and func.total >= limit:
@@ -198,7 +192,7 @@ class Scheduler:
                 len(self.jobs),
                 self.job_bytes,
             )
-            self.release(func)
+            self.functions.release(func)
             return
         job = JobRecord(self._new_handle(), func, unique, data, prio, bg)
         self._stats.jobs_submitted += 1
@@ -391,7 +385,7 @@ class Scheduler:
         if job.stored:
             self._commits.remove(job)
         if not func.workers:
-            self.release(func)
+            self.functions.release(func)
 
     def fail(self, job: JobRecord) -> None:
         """End ``job``; its waiting clients get WORK_FAIL."""

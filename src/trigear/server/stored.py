@@ -110,7 +110,7 @@ class StoredJobs:
 
     def _restore(self, sj: StoredJob, wall: float) -> None:
         sched = self._scheduler
-        func = sched.function(sj.function)
+        func = sched.functions.get(sj.function)
         index_key = sched.jobs.key(sj.handle)
         job = JobRecord(index_key, func, sj.unique, sj.data, Priority(sj.priority), True)
         job.when = sj.when
