@@ -939,9 +939,13 @@ class DispatcherModel(RuleBasedStateMachine):
                 key = j.data if j.unique == b"-" else j.unique
                 if j.func is f and key:
                     keys[key] += 1
-                    assert f.uniques.get(key) is j
+                    assert d.scheduler.uniques.get(key, f) is j
             assert all(n == 1 for n in keys.values()), "S2: two live jobs share a key"
-            assert all(j.state is not JobState.DONE for j in f.uniques.values())
+        # The unique index holds live jobs only, each under its own key.
+        for key, j in d.scheduler.uniques:
+            assert j.state is not JobState.DONE
+            assert d.jobs.get(j.handle) is j
+            assert key == (j.data if j.unique == b"-" else j.unique)
         for j in d.jobs.values():
             assert j.state is not JobState.DONE
             if j.state is JobState.QUEUED:

@@ -35,7 +35,7 @@ from trigear.protocol.packets import (
     WorkComplete,
 )
 from trigear.server import ServerConfig
-from trigear.server.scheduler import DROP_CHUNK, INDEX_FROM
+from trigear.server.functions import DROP_CHUNK, INDEX_FROM
 
 from ..memory_peer import Peer as MemoryPeer
 from .dispatcher_harness import Harness

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 
     from ..protocol.admin import AdminRequest
     from .config import ServerConfig
-    from .state import Func, JobRecord, Peer
+    from .jobindex import JobIndex
+    from .state import Func, Peer
 
 __all__ = ["AdminView", "answer", "parse_maxqueue"]
 
@@ -47,7 +48,7 @@ class AdminView(Protocol):
         ...
 
     @property
-    def jobs(self) -> Mapping[bytes, JobRecord]:
+    def jobs(self) -> JobIndex:
         """Live jobs by handle."""
         ...
 
@@ -106,9 +107,9 @@ def answer(d: AdminView, peer: Peer, req: AdminRequest) -> bytes:
     if cmd == b"show":
         words = tuple(a.lower() for a in args)
         if words == (b"jobs",):
-            return fmt.format_show_jobs((j.handle, j.attempts, 0, 1) for j in d.jobs.values())
+            return fmt.format_show_jobs((j.handle, j.attempts, 0, 1) for j in d.jobs.records())
         if words == (b"unique", b"jobs"):
-            return fmt.format_show_unique_jobs(j.unique for j in d.jobs.values())
+            return fmt.format_show_unique_jobs(j.unique for j in d.jobs.records())
         if not args:
             return fmt.format_unknown_command(req.word)
         return b"ERR UNKNOWN_SHOW_ARGUMENTS\r\n"

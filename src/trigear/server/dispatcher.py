@@ -16,10 +16,13 @@ hypothesis state machine drive it directly.
 
 The dispatcher turns packets into the operations of its parts, each in a module of its
 own: :class:`~trigear.server.scheduler.Scheduler` (submits, queues, runs, timers),
-:class:`~trigear.server.commits.Commits` (what the store must write, and the replies that
-wait for it), :class:`~trigear.server.output.Output` (bytes for peers), and the admin
-answers (:mod:`trigear.server.admin`).  Each packet class has one handler, registered in
-a table whose entries mypy checks against the class (:func:`_on`).
+:class:`~trigear.server.functions.Functions` (the function records and the workers'
+abilities, the scheduler's), :class:`~trigear.server.results.Results` (what workers report
+about their runs), :class:`~trigear.server.commits.Commits` (what the store must write,
+and the replies that wait for it), :class:`~trigear.server.stored.StoredJobs` (the store's
+answers, and stored jobs brought back), :class:`~trigear.server.output.Output` (bytes for
+peers), and the admin answers (:mod:`trigear.server.admin`).  Each packet class has one
+handler, registered in a table whose entries mypy checks against the class (:func:`_on`).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal, TypeVar, cast
 
-from ..protocol.admin import leading_int, parse_admin_line
+from ..protocol.admin import parse_admin_line
 from ..protocol.encoder import encode_response
 from ..protocol.packets import (
     AdminCommand,
@@ -49,7 +52,6 @@ from ..protocol.packets import (
     JobAssign,
     JobAssignAll,
     JobAssignUniq,
-    JobCreated,
     NoJob,
     OptionReq,
     OptionRes,
@@ -81,26 +83,21 @@ from .commits import Commits
 from .config import ServerConfig
 from .guard import guarded, identify, reidentify
 from .output import Output
+from .results import Results
 from .scheduler import Scheduler
 from .state import JobRecord, JobState, Peer
 from .stats import ServerStats
-from .tally import COALESCED, COMPLETED, FAILED
+from .stored import StoredJobs
 
 if TYPE_CHECKING:
     from ..protocol.errors import RemoteProtocolError
     from ..store.base import LoadResult, StoredJob
     from .acl import Acl
     from .commits import StoreBatch
-    from .state import PendingReply
 
 __all__ = ["Dispatcher", "GrabKind"]
 
 _NO_JOB = encode_response(NoJob())
-_NOT_FOUND = encode_response(Error(b"JOB_NOT_FOUND", b"Job given in work result not found"))
-_NOT_FOUND_DATA = encode_response(Error(b"JOB_NOT_FOUND", b"Job does not exist on server"))
-_NOT_FOUND_EXC = encode_response(
-    Error(b"JOB_NOT_FOUND", b"An exception was received for a job that does not exist")
-)
 _NOT_EXPECTED = encode_response(Error(b"INVALID_COMMAND", b"Command not expected"))
 _UNKNOWN_OPTION = encode_response(
     Error(b"UNKNOWN_OPTION", b"Server does not recognize given option")
@@ -172,6 +169,10 @@ class Dispatcher:
             durable=durable,
             first_handle=first_handle,
         )
+        self._stored = StoredJobs(self.scheduler, self._commits, self.stats, self._output)
+        self._results = Results(
+            self.scheduler, self._send, self.stats, self.scheduler.tallies, self.config
+        )
         #: The scheduler's jobs by handle and functions by name (the same dicts).
         self.jobs = self.scheduler.jobs
         self.funcs = self.scheduler.funcs
@@ -202,7 +203,7 @@ class Dispatcher:
         self._handlers = _HANDLERS if acl is None else guarded(_HANDLERS)
         for peer in self.peers.values():
             for name in reidentify(acl, peer):
-                self.scheduler.drop_abilities(peer, name)
+                self.scheduler.functions.drop_abilities(peer, name)
 
     @property
     def running_jobs(self) -> int:
@@ -220,7 +221,7 @@ class Dispatcher:
         peer.gone = True
         self.peers.pop(peer.id, None)
         self.scheduler.lose_runs(peer)
-        self.scheduler.drop_abilities(peer)
+        self.scheduler.functions.drop_abilities(peer)
         self.scheduler.drop_client(peer)
         peer.waiting.clear()
         peer.out.clear()
@@ -245,7 +246,7 @@ class Dispatcher:
         if exc.close:
             self._output.close_after_output(peer)
 
-    # --- grabbing and results ---------------------------------------------------------
+    # --- grabbing ---------------------------------------------------------
 
     def _grab(self, peer: Peer, kind: GrabKind) -> None:
         job = self.scheduler.next_job(peer)
@@ -261,27 +262,6 @@ class Dispatcher:
             reply = JobAssignUniq(job.handle, job.func.name, job.unique, job.data)
         self._send(peer, encode_response(reply))
 
-    def _held(self, peer: Peer, handle: bytes, not_found: bytes) -> JobRecord | None:
-        job = peer.held.get(handle)
-        if job is None:
-            self._send(peer, not_found)
-        return job
-
-    def _tally_failure(self, job: JobRecord, kind: str, text: bytes = b"") -> None:
-        tally = job.func.tally
-        tally.counts[FAILED + job.priority] += 1
-        tally.ran.observe(self.now - job.since)
-        self.tallies.failed(self.now, job.func.name, job.handle, kind, text)
-
-    def _forward(self, job: JobRecord, event: Event) -> None:
-        """Send a worker's packet on to the job's waiting clients (S6): once per
-        attached submit, in submit order, so a connection attached twice gets it twice
-        in a row (S2)."""
-        if job.clients:
-            pkt = encode_response(event)
-            for c in job.clients:
-                self._send(c, pkt)
-
     # --- packet handlers: workers ----------------------------------------------------
 
     def _on_can_do(self, peer: Peer, event: CanDo | CanDoTimeout) -> None:
@@ -289,11 +269,11 @@ class Dispatcher:
         self.scheduler.add_ability(peer, event.function, timeout)
 
     def _on_cant_do(self, peer: Peer, event: CantDo) -> None:
-        self.scheduler.drop_abilities(peer, event.function)
+        self.scheduler.functions.drop_abilities(peer, event.function)
         self.scheduler.lose_runs(peer, event.function)
 
     def _on_reset(self, peer: Peer, event: ResetAbilities) -> None:
-        self.scheduler.drop_abilities(peer)
+        self.scheduler.functions.drop_abilities(peer)
         self.scheduler.lose_runs(peer)
 
     def _on_pre_sleep(self, peer: Peer, event: PreSleep) -> None:
@@ -309,54 +289,19 @@ class Dispatcher:
         self._grab(peer, _JOB_ASSIGN_ALL)
 
     def _on_work_complete(self, peer: Peer, event: WorkComplete) -> None:
-        job = peer.held.pop(event.handle, None)
-        if job is None:
-            self._send(peer, _NOT_FOUND)
-            return
-        self.stats.jobs_completed += 1
-        tally = job.func.tally
-        tally.counts[COMPLETED + job.priority] += 1
-        tally.ran.observe(self.now - job.since)
-        self._forward(job, event)
-        self.scheduler.finish(job)
+        self._results.complete(peer, event, self.now)
 
     def _on_work_fail(self, peer: Peer, event: WorkFail) -> None:
-        job = peer.held.pop(event.handle, None)
-        if job is None:
-            self._send(peer, _NOT_FOUND)
-            return
-        self.stats.jobs_failed += 1
-        self._tally_failure(job, "fail")
-        self.scheduler.fail(job)
+        self._results.fail(peer, event, self.now)
 
     def _on_work_exception(self, peer: Peer, event: WorkException) -> None:
-        job = peer.held.pop(event.handle, None)
-        if job is None:
-            self._send(peer, _NOT_FOUND_EXC)
-            return
-        self.stats.jobs_failed += 1
-        self._tally_failure(job, "exception", event.data)
-        if job.clients:
-            exc = encode_response(event)
-            # S7: no stray NUL after the handle, unlike gearmand.
-            fail = encode_response(WorkFail(job.handle))
-            everyone = self.config.exceptions
-            for c in job.clients:
-                self._send(c, exc if everyone or c.exceptions else fail)
-        self.scheduler.finish(job)
+        self._results.exception(peer, event, self.now)
 
     def _on_work_status(self, peer: Peer, event: WorkStatus) -> None:
-        job = self._held(peer, event.handle, _NOT_FOUND)
-        if job is None:
-            return
-        job.numerator = leading_int(event.numerator, signed=False)
-        job.denominator = leading_int(event.denominator, signed=False)
-        self._forward(job, event)
+        self._results.status(peer, event)
 
     def _on_work_data(self, peer: Peer, event: WorkData | WorkWarning) -> None:
-        job = self._held(peer, event.handle, _NOT_FOUND_DATA)
-        if job is not None:
-            self._forward(job, event)
+        self._results.data(peer, event)
 
     # --- packet handlers: clients ----------------------------------------------------
 
@@ -418,7 +363,7 @@ class Dispatcher:
 
     def _on_admin(self, peer: Peer, event: AdminCommand) -> None:
         # Worker counts are exact: a departed worker's functions are let go of first.
-        self.scheduler.settle()
+        self.scheduler.functions.settle()
         self._send(peer, answer(self, peer, parse_admin_line(event.line)))
 
     # --- timers ---------------------------------------------------------------------------
@@ -438,75 +383,34 @@ class Dispatcher:
         return self._commits.take(self.scheduler.last_handle_number)
 
     def store_done(self, ok: bool, joined: dict[bytes, bytes] | None = None) -> None:
-        """The in-flight batch was committed (``ok``) or failed and applied not at all:
-        run its jobs or refuse them, and send the replies that waited for it.
-
-        ``joined``: jobs of the batch the store did not keep because a live job of
-        another server sharing it has their unique, {handle: that job's handle}.  Their
-        background submits get that handle (cluster-wide coalescing, S2); the local job
-        ends (a foreground client attached to it gets WORK_FAIL)."""
-        replies = self._commits.done(ok)
-        if replies is None:
-            return
-        if joined:
-            self._joined(replies, joined)
-        if ok:
-            self.stats.store_commits += 1
-        else:
-            self.stats.store_failures += 1
-        self._settle(replies, ok)
-
-    def _joined(self, replies: list[PendingReply], joined: dict[bytes, bytes]) -> None:
-        for reply in replies:
-            other = joined.get(reply.job.handle)
-            if other is not None:
-                self.stats.jobs_coalesced += 1
-                reply.job.func.tally.counts[COALESCED + reply.job.priority] += 1
-                reply.reply = encode_response(JobCreated(other))
-        for handle in joined:
-            job = self.jobs.get(handle)
-            if job is not None:
-                job.stored = False
-                if job.state is JobState.COMMITTING:
-                    # A foreground client that joined it gets WORK_FAIL.
-                    self.scheduler.fail(job)
-
-    def _settle(self, replies: list[PendingReply], ok: bool) -> None:
-        sched = self.scheduler
-        for reply in replies:
-            job = reply.job
-            if job.state is JobState.COMMITTING:
-                if ok:
-                    sched.enqueue_new(job, self.wall)
-                else:
-                    sched.fail(job)
-            self._output.release(reply.peer)
+        """The in-flight batch was committed (``ok``) or failed and applied not at all
+        (:meth:`trigear.server.stored.StoredJobs.done`)."""
+        self._stored.done(ok, self.wall, joined)
 
     def replay(self, loaded: LoadResult) -> None:
         """Recreate stored jobs at start, in their original order (S19)."""
-        self.scheduler.replay(loaded, self.wall)
+        self._stored.replay(loaded, self.wall)
 
     def adopt(self, jobs: list[StoredJob]) -> int:
         """Take in stored jobs this server now owns (taken over from another server)."""
-        return self.scheduler.adopt(jobs, self.wall)
+        return self._stored.adopt(jobs, self.wall)
 
     def fenced(self) -> int:
         """Another server owns this one's stored jobs now: forget them, refuse the
         background submits not yet committed.  Returns how many jobs were dropped."""
-        self._settle(self._commits.discard(), ok=False)
-        return self.scheduler.drop_stored()
+        return self._stored.fenced(self.wall)
 
     # --- what the admin commands use (trigear.server.admin.AdminView) ----------------------
 
     def set_maxqueue(self, name: bytes, limits: tuple[int, int, int]) -> None:
-        self.scheduler.set_maxqueue(name, limits)
+        self.scheduler.functions.set_maxqueue(name, limits)
 
     def with_unique(self, unique: bytes) -> list[JobRecord]:
         """The live jobs with coalescing key ``unique``, in any function."""
         return self.scheduler.with_unique(unique)
 
     def create_function(self, name: bytes) -> None:
-        self.scheduler.function(name)
+        self.scheduler.functions.get(name)
 
     def cancel(self, handle: bytes) -> bool:
         """Admin ``cancel job``: end the job now (attached clients get WORK_FAIL)."""
@@ -518,7 +422,7 @@ class Dispatcher:
 
     def drop_function(self, name: bytes) -> str | None:
         """Admin ``drop function``: None on success, else the error text."""
-        return self.scheduler.drop_function(name)
+        return self.scheduler.functions.drop(name)
 
     def request_shutdown(self, *, graceful: bool) -> None:
         self.shutdown_request = "graceful" if graceful else "now"

@@ -204,10 +204,8 @@ def _guard_submit(handler: Handler) -> Handler:
             return
         unique: bytes = event.unique
         key = event.data if unique == b"-" else unique
-        func = d.funcs.get(function)
-        if key and func is not None:
-            live = func.uniques.get(key)
-            if live is not None and live.owner not in (None, peer.identity):
+        for live in d.with_unique(key) if key else ():
+            if live.func.name == function and live.owner not in (None, peer.identity):
                 kind = type(event).__name__
                 what = f"{kind} joining job {_show(live.handle)} of another identity"
                 text = "Permission denied by ACL: the unique names another identity's job"
@@ -217,8 +215,10 @@ def _guard_submit(handler: Handler) -> Handler:
         before = len(jobs)
         handler(d, peer, event)
         if len(jobs) > before:
-            # The submit made a new job, the last one in the (insertion-ordered) table.
-            jobs[next(reversed(jobs))].owner = peer.identity
+            # The submit made a new job: the one added last.
+            job = jobs.newest()
+            assert job is not None
+            job.owner = peer.identity
 
     return submit
 

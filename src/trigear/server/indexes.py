@@ -1,8 +1,10 @@
 """The scheduler's indexes, which keep the work of one packet independent of how many
 functions and jobs the server holds (``docs/robustness.md``):
 
-* :class:`UniqueIndex`: live jobs by coalescing key across functions, for
-  GET_STATUS_UNIQUE, which names no function.
+* :class:`UniqueIndex`: live jobs by coalescing key, one lookup both for a submit's
+  coalescing (S2, within its function) and for GET_STATUS_UNIQUE, which names no
+  function.  One index, not one per function as well: each entry costs about 40 bytes
+  per queued job (``docs/performance.md``).
 * The *ready* index of a worker with many functions (``Peer.ready``): per priority, its
   functions that may have a job queued.  A function enters it when one of its queues
   gets a job after being empty (:func:`mark_ready`, for the workers listed in
@@ -17,6 +19,8 @@ from typing import TYPE_CHECKING
 from .state import JobRecord, JobState
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from .state import Func, Peer
 
 __all__ = ["UniqueIndex", "has_indexed", "index_worker", "mark_ready", "next_indexed"]
@@ -49,10 +53,33 @@ class UniqueIndex:
         other = by.get(key)
         if other is job:
             del by[key]
-        elif type(other) is list:
+        elif type(other) is list and job in other:
             other.remove(job)
             if len(other) == 1:
                 by[key] = other[0]
+
+    def get(self, key: bytes, func: Func) -> JobRecord | None:
+        """The live job of ``func`` with coalescing key ``key``, or None."""
+        found = self._by.get(key)
+        if found is None:
+            return None
+        if type(found) is list:
+            for job in found:
+                if job.func is func:
+                    return job
+            return None
+        assert isinstance(found, JobRecord)
+        return found if found.func is func else None
+
+    def __iter__(self) -> Iterator[tuple[bytes, JobRecord]]:
+        """Every (key, job) indexed."""
+        for key, found in self._by.items():
+            if type(found) is list:
+                for job in found:
+                    yield key, job
+            else:
+                assert isinstance(found, JobRecord)
+                yield key, found
 
     def find(self, key: bytes) -> list[JobRecord]:
         """The live jobs with coalescing key ``key``, oldest first: one lookup."""

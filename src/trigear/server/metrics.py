@@ -136,7 +136,7 @@ class ServerCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         d = self.dispatcher
         # Worker gauges are exact: a departed worker's functions are let go of first.
-        d.scheduler.settle()
+        d.scheduler.functions.settle()
         self.labels.update(d)
         own, other = self.labels.split(d)
         series = [*sorted(own.items()), (OTHER, other)]

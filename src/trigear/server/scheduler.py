@@ -22,7 +22,8 @@ of running jobs (S11) and the times of epoch jobs (S15).  Its rules:
 
 Like the dispatcher that owns it, it has no clock and no I/O: callers pass the time in,
 output goes to :class:`~trigear.server.output.Output`, store changes to
-:class:`~trigear.server.commits.Commits`.
+:class:`~trigear.server.commits.Commits`.  The function records and the workers'
+abilities are its :class:`~trigear.server.functions.Functions`.
 """
 
 from __future__ import annotations
@@ -34,18 +35,18 @@ from typing import TYPE_CHECKING
 
 from ..protocol.encoder import encode_response
 from ..protocol.packets import Error, JobCreated, Noop, Priority, WorkFail
-from .indexes import UniqueIndex, has_indexed, index_worker, mark_ready, next_indexed
+from .functions import Functions
+from .indexes import UniqueIndex, has_indexed, mark_ready, next_indexed
 from .jobindex import JobIndex
 from .ratelog import RateLimitedLog
-from .state import Func, JobRecord, JobState
-from .tally import COALESCED, FAILED, REQUEUED, TIMED_OUT, Tallies
+from .state import JobRecord, JobState
+from .tally import COALESCED, FAILED, REQUEUED, TIMED_OUT
 
 if TYPE_CHECKING:
-    from ..store.base import LoadResult, StoredJob
     from .commits import Commits
     from .config import ServerConfig
     from .output import Output
-    from .state import Peer
+    from .state import Func, Peer
     from .stats import ServerStats
 
 __all__ = ["Scheduler"]
@@ -65,13 +66,6 @@ _SCHEDULED = JobState.SCHEDULED
 _QUEUED = JobState.QUEUED
 _RUNNING = JobState.RUNNING
 _DONE = JobState.DONE
-#: A worker with more functions than this finds work through an index of the ones with
-#: jobs queued (``Peer.ready``) rather than by looking at each.
-INDEX_FROM = 16
-#: A worker that leaves with more functions than this is detached at once and its
-#: functions are let go of this many per dispatcher pass (:meth:`Scheduler.tick`), so
-#: one disconnect cannot stall everyone else (``docs/robustness.md``).
-DROP_CHUNK = 256
 #: A limit of 0 means none: this, as an int (compared on every submit).
 _NO_LIMIT = 1 << 62
 
@@ -89,14 +83,16 @@ class Scheduler:
         durable: bool = False,
         first_handle: int = 1,
     ) -> None:
-        self.funcs: dict[bytes, Func] = {}
         self._handle_prefix = b"H:" + config.job_handle_prefix.encode() + b":"
         self.jobs = JobIndex(self._handle_prefix)
+        #: The function records and which workers can do each (:mod:`.functions`).
+        self.functions = functions = Functions(config, stats, self._handle_prefix)
+        self.funcs = functions.funcs
+        #: Each function's counters, kept by name (:mod:`.tally`).
+        self.tallies = functions.tallies
         #: Monotonic seconds, set by the server before each pass: only the metrics'
         #: times (:mod:`.tally`) read it.
         self.now = 0.0
-        #: Each function's counters, kept by name (:mod:`.tally`).
-        self.tallies = Tallies()
         #: While draining (S21) no job is handed out, and only durable background
         #: submits are taken.
         self.draining = False
@@ -111,32 +107,21 @@ class Scheduler:
         self._retries = config.job_retries
         self._max_jobs = config.max_jobs or _NO_LIMIT
         self._max_job_bytes = config.max_job_bytes or _NO_LIMIT
-        self._max_funcs = config.max_functions_per_connection or _NO_LIMIT
         #: Bytes of data of the live jobs (``max_job_bytes``).
         self.job_bytes = 0
-        #: Unused function records, oldest first (see :meth:`release`).
-        self._idle: dict[Func, None] = {}
-        self._max_idle = config.max_idle_functions
         self._log_limit = RateLimitedLog(log, logging.WARNING)
         self._wakeup = config.worker_wakeup
-        #: maxqueue limits by function name, also for functions that do not exist yet.
-        self._maxqueue: dict[bytes, tuple[int, int, int]] = {}
         #: (deadline, seq, job, run id) of runs with a CAN_DO_TIMEOUT.
         self._timeouts: list[tuple[float, int, JobRecord, int]] = []
         #: (unix time, seq, job) of scheduled epoch jobs.
         self._epochs: list[tuple[int, int, JobRecord]] = []
         self._seq = 0
-        #: Live jobs by coalescing key across functions, for GET_STATUS_UNIQUE (which
-        #: names no function): one job, or a list when several functions have one.
-        self._uniques = UniqueIndex()
+        #: Live jobs by coalescing key: a submit's coalescing (S2) and
+        #: GET_STATUS_UNIQUE (which names no function) look here.
+        self.uniques = UniqueIndex()
         #: The live jobs whose coalescing key is ``unique``, in any function, oldest
-        #: first: one dictionary lookup (GET_STATUS_UNIQUE names no function).
-        self.with_unique = self._uniques.find
-        #: Workers gone with many functions, and the functions still to let go of
-        #: (:meth:`drop_abilities`); :meth:`settle` finishes it at once.
-        self._dropping: dict[Peer, list[Func]] = {}
-        #: Their ``abilities`` of before, emptied along.
-        self._dropping_names: dict[Peer, dict[bytes, int]] = {}
+        #: first: one dictionary lookup.
+        self.with_unique = self.uniques.find
 
     # --- handles ----------------------------------------------------------------------
 
@@ -144,152 +129,27 @@ class Scheduler:
     def last_handle_number(self) -> int:
         return self._next_handle - 1
 
+    def handles_from(self, number: int) -> None:
+        """New handles start at ``number`` or later (a store's high-water mark, S17)."""
+        self._next_handle = max(self._next_handle, number)
+
     def _new_handle(self) -> int:
         """The number of the next handle (the job index's key for it)."""
         n = self._next_handle
         self._next_handle = n + 1
         return n
 
-    # --- functions --------------------------------------------------------------------
-
-    def function(self, name: bytes) -> Func:
-        """The record of function ``name``, created on first use."""
-        f = self.funcs.get(name)
-        if f is None:
-            tally = self.tallies.get(name, self.funcs.keys())
-            f = self.funcs[name] = Func(name, tally, handle_prefix=self._handle_prefix)
-            limit = self._maxqueue.get(name)
-            if limit is not None:
-                f.maxqueue = limit
-        return f
-
-    def set_maxqueue(self, name: bytes, limits: tuple[int, int, int]) -> None:
-        """Queue limits for ``name`` per priority, kept for when it appears (S18)."""
-        self._maxqueue[name] = limits
-        f = self.funcs.get(name)
-        if f is not None:
-            f.maxqueue = limits
-
-    def drop_function(self, name: bytes) -> str | None:
-        """Forget function ``name``: None on success, else why not."""
-        f = self.funcs.get(name)
-        if f is None:
-            return "function not found"
-        if f.workers or f.total:
-            # gearmand drops a function with queued jobs and leaves them orphaned; trigear
-            # refuses, so no job is lost to an admin command.
-            return "there are still connected workers or executing clients"
-        del self.funcs[name]
-        return None
-
-    def _unused(self, func: Func) -> bool:
-        """Nothing needs ``func``'s record: no workers, no jobs, no ``maxqueue``."""
-        return (
-            not func.workers
-            and not func.running
-            and not (func.counts[0] or func.counts[1] or func.counts[2])
-            and func.name not in self._maxqueue
-            and self.funcs.get(func.name) is func
-        )
-
-    def release(self, func: Func) -> None:
-        """``func`` may have become unused.  Unused records are kept, as gearmand keeps
-        them (admin ``status`` lists them), but only the ``max_idle_functions`` most
-        recently let go: beyond, the oldest are freed, so one-off names cannot make the
-        server keep memory for ever."""
-        if not self._unused(func):
-            return
-        idle = self._idle
-        idle.pop(func, None)
-        idle[func] = None
-        while len(idle) > self._max_idle:
-            old = next(iter(idle))
-            del idle[old]
-            # Used again since it was let go: it stays (and comes back here when it is
-            # let go again).
-            if self._unused(old):
-                del self.funcs[old.name]
+    # --- abilities ----------------------------------------------------------------------
 
     def add_ability(self, peer: Peer, name: bytes, timeout: int) -> None:
         """``peer`` can do ``name``, each run for at most ``timeout`` ms (0: no limit)."""
-        new = name not in peer.abilities
-        if new and len(peer.abilities) >= self._max_funcs:
-            # CAN_DO has no answer (an unasked-for ERROR would be read as the answer to
-            # the worker's next request): the function is not registered.
-            self._stats.limit_refusals += 1
-            self._log_limit(
-                "%r may register at most %d functions: CAN_DO ignored", peer, self._max_funcs
-            )
-            return
-        peer.abilities[name] = timeout
-        if new:
-            func = self.function(name)
-            func.workers[peer] = None
-            peer.funcs[func] = None
-            peer.order = None
-            if peer.ready is not None:
-                index_worker(peer, func)
-            elif len(peer.funcs) > INDEX_FROM:
-                peer.ready = ({}, {}, {})
-                for f in peer.funcs:
-                    index_worker(peer, f)
-            if peer.sleeping:
-                if self.has_job(peer):
-                    # It sleeps next to work it can now do: wake it (S5).
-                    self.wake_peer(peer)
-                else:
-                    func.sleepers[peer] = None
-
-    def drop_abilities(self, peer: Peer, only: bytes | None = None) -> None:
-        """``peer`` no longer does ``only`` (default: anything): the work is one
-        lookup for one function, and one step per function for all of them.
-
-        A worker that is gone (``peer.gone``) with more than :data:`DROP_CHUNK`
-        functions is only detached here; :meth:`tick` lets go of its functions
-        :data:`DROP_CHUNK` at a time.  Until then its functions still list it in
-        ``workers``, ``sleepers`` and ``indexed``: nothing is handed to it (it never asks
-        again), :meth:`wake` skips it, and readers of the counts call :meth:`settle`."""
-        if only is None and peer.gone and len(peer.funcs) > DROP_CHUNK:
-            # Last first, so each chunk comes off the end; the list alone holds the
-            # records, so those freed go a chunk at a time, not all with the last.
-            funcs = list(peer.funcs)
-            funcs.reverse()
-            self._dropping[peer] = funcs
-            peer.funcs = {}
-            # Its names go with its functions, a chunk at a time, too.
-            self._dropping_names[peer] = peer.abilities
-            peer.abilities = {}
-            peer.order = None
-            peer.sleeping = False
-            # ``peer.ready`` stays until the last chunk: :func:`mark_ready` may still
-            # write to it through ``func.indexed``.
-            return
-        if only is None:
-            funcs = list(peer.funcs)
-            peer.funcs.clear()
-            peer.abilities.clear()
-            peer.ready = None
-        else:
-            func = self.funcs.get(only)
-            if func is None or peer.funcs.pop(func, 0) is not None:
-                peer.abilities.pop(only, None)
-                return
-            funcs = [func]
-            peer.abilities.pop(only, None)
-            if peer.ready is not None:
-                for r in peer.ready:
-                    r.pop(func, None)
-        peer.order = None
-        self._let_go(peer, funcs)
-
-    def _let_go(self, peer: Peer, funcs: list[Func]) -> None:
-        for func in funcs:
-            del func.workers[peer]
-            func.sleepers.pop(peer, None)
-            if func.indexed is not None and peer in func.indexed:
-                func.indexed.remove(peer)
-            if not func.workers:
-                self.release(func)
+        func = self.functions.add_ability(peer, name, timeout)
+        if func is not None and peer.sleeping:
+            if self.has_job(peer):
+                # It sleeps next to work it can now do: wake it (S5).
+                self.wake_peer(peer)
+            else:
+                func.sleepers[peer] = None
 
     # --- submitting -------------------------------------------------------------------
 
@@ -308,17 +168,17 @@ class Scheduler:
     ) -> None:
         """A SUBMIT_JOB of any kind from ``peer`` at unix time ``wall``: join the live job
         with the same unique (S2), refuse it (S18, S21), or queue a new job."""
-        func = self.function(function)
+        func = self.functions.get(function)
         key = data if unique == b"-" else unique
         if key:
-            job = func.uniques.get(key)
+            job = self.uniques.get(key, func)
             if job is not None:
                 func.tally.counts[COALESCED + prio] += 1
                 self._join(peer, job, bg)
                 return
         if self.draining and not (bg and self._durable):
             self._send(peer, _DRAINING)
-            self.release(func)
+            self.functions.release(func)
             return
         limit = func.maxqueue[prio]
         if limit and func.total >= limit:
@@ -332,18 +192,14 @@ class Scheduler:
                 len(self.jobs),
                 self.job_bytes,
             )
-            self.release(func)
+            self.functions.release(func)
             return
         job = JobRecord(self._new_handle(), func, unique, data, prio, bg)
         self._stats.jobs_submitted += 1
         func.tally.counts[prio] += 1
-        self.job_bytes += len(data)
         job.reducer = reducer
         job.when = when
-        self.jobs.add(job)
-        if key:
-            func.uniques[key] = job
-            self._uniques.add(key, job)
+        self.track(job)
         if not bg:
             job.clients = [peer]
             peer.jobs.add(job)
@@ -355,6 +211,16 @@ class Scheduler:
             return
         self._send(peer, encode_response(JobCreated(job.handle)))
         self.enqueue_new(job, wall)
+
+    def track(self, job: JobRecord) -> None:
+        """A new job is live: by handle, in the byte count, and by coalescing key unless
+        a live job of its function has that key already (a stored job that comes back,
+        :mod:`.stored`)."""
+        self.jobs.add(job)
+        self.job_bytes += len(job.data)
+        key = job.data if job.unique == b"-" else job.unique
+        if key and self.uniques.get(key, job.func) is None:
+            self.uniques.add(key, job)
 
     def _join(self, peer: Peer, job: JobRecord, bg: bool) -> None:
         """A submit that matches a live job by unique gets its handle (S2).
@@ -377,53 +243,6 @@ class Scheduler:
                 job.clients = [peer]
             peer.jobs.add(job)
         self._send(peer, encode_response(JobCreated(job.handle)))
-
-    def replay(self, loaded: LoadResult, wall: float) -> None:
-        """Recreate stored jobs at start, in their original order, under their own
-        handles; new handles continue after the store's high-water mark (S17, S19)."""
-        self._next_handle = max(self._next_handle, loaded.last_handle_number + 1)
-        for sj in loaded.jobs:
-            self._restore(sj, wall)
-
-    def adopt(self, jobs: list[StoredJob], wall: float) -> int:
-        """Take in stored jobs this server now owns, in their order, under their own
-        handles (another server's handles: they cannot collide with ours).  A job
-        already here is skipped.  Returns how many were new."""
-        taken = 0
-        for sj in jobs:
-            if sj.handle not in self.jobs:
-                self._restore(sj, wall)
-                taken += 1
-        return taken
-
-    def _restore(self, sj: StoredJob, wall: float) -> None:
-        func = self.function(sj.function)
-        index_key = self.jobs.key(sj.handle)
-        job = JobRecord(index_key, func, sj.unique, sj.data, Priority(sj.priority), True)
-        job.when = sj.when
-        job.reducer = sj.reducer
-        job.attempts = sj.attempts
-        job.stored = True
-        self.job_bytes += len(job.data)
-        job.state = _COMMITTING  # so enqueue_new counts it once
-        func.counts[job.priority] += 1
-        self.jobs.add(job)
-        key = job.data if job.unique == b"-" else job.unique
-        if key and key not in func.uniques:
-            func.uniques[key] = job
-            self._uniques.add(key, job)
-        self.enqueue_new(job, wall)
-
-    def drop_stored(self) -> int:
-        """Forget every stored job (another server owns them now), without touching the
-        store.  Jobs still being committed are left to their commit.  Foreground clients
-        attached to a dropped job get WORK_FAIL; a worker running one gets
-        JOB_NOT_FOUND for its result.  Returns how many were dropped."""
-        dropped = [j for j in self.jobs.values() if j.stored and j.state is not _COMMITTING]
-        for job in dropped:
-            job.stored = False
-            self.fail(job)
-        return len(dropped)
 
     def set_paused(self, paused: bool) -> None:
         """Stop or resume handing out jobs; resuming wakes the sleepers with work (S5)."""
@@ -461,7 +280,7 @@ class Scheduler:
         """Wake sleeping workers that can do ``func``: one NOOP per sleep (S5)."""
         n = self._wakeup
         sleepers = func.sleepers
-        if self._dropping:
+        if self.functions.dropping:
             # A worker that left with many functions may still be listed (see
             # :meth:`drop_abilities`): it is not woken, nor counted against ``n``.
             for w in [w for w in sleepers if w.gone]:
@@ -559,15 +378,14 @@ class Scheduler:
         if self.jobs.discard(job):
             self.job_bytes -= len(job.data)
         key = job.data if job.unique == b"-" else job.unique
-        if key and func.uniques.get(key) is job:
-            del func.uniques[key]
-            self._uniques.drop(key, job)
+        if key:
+            self.uniques.drop(key, job)
         for c in job.clients:
             c.jobs.discard(job)
         if job.stored:
             self._commits.remove(job)
         if not func.workers:
-            self.release(func)
+            self.functions.release(func)
 
     def fail(self, job: JobRecord) -> None:
         """End ``job``; its waiting clients get WORK_FAIL."""
@@ -643,7 +461,7 @@ class Scheduler:
         """(monotonic deadline of the next CAN_DO_TIMEOUT, unix time of the next epoch
         job); either may be None.  While functions of a departed worker remain to be
         let go of (:meth:`drop_abilities`), the first is -inf: due now."""
-        if self._dropping:
+        if self.functions.dropping:
             return -math.inf, (self._epochs[0][0] if self._epochs else None)
         t = self._timeouts[0][0] if self._timeouts else None
         e = self._epochs[0][0] if self._epochs else None
@@ -652,8 +470,8 @@ class Scheduler:
     def tick(self, now: float, wall: float) -> None:
         """Fire the timers that are due at ``now`` (monotonic) and ``wall`` (unix), and
         let go of up to :data:`DROP_CHUNK` functions of departed workers."""
-        if self._dropping:
-            self._drop_step(DROP_CHUNK)
+        if self.functions.dropping:
+            self.functions.step()
         while self._timeouts and self._timeouts[0][0] <= now:
             _, _, job, run_id = heapq.heappop(self._timeouts)
             if job.state is _RUNNING and job.run_id == run_id and job.worker:
@@ -667,32 +485,3 @@ class Scheduler:
             if job.state is _SCHEDULED:
                 job.state = _COMMITTING  # counted already: enqueue_new does not again
                 self.enqueue_new(job, wall)
-
-    # --- departed workers with many functions -----------------------------------------
-
-    def _drop_step(self, budget: int) -> None:
-        """Let go of up to ``budget`` functions of departed workers, oldest first."""
-        dropping = self._dropping
-        while dropping and budget > 0:
-            peer = next(iter(dropping))
-            # In the order it registered them, as the immediate path does: which unused
-            # records outlive ``max_idle_functions`` does not change.
-            funcs = dropping[peer]
-            chunk = funcs[-budget:]
-            del funcs[-budget:]
-            chunk.reverse()
-            budget -= len(chunk)
-            names = self._dropping_names[peer]
-            for f in chunk:
-                names.pop(f.name, None)
-            self._let_go(peer, chunk)
-            if not funcs:
-                del dropping[peer]
-                del self._dropping_names[peer]
-                peer.ready = None
-
-    def settle(self) -> None:
-        """Finish letting go of departed workers' functions at once: before an answer
-        that counts workers (admin, metrics, the status page) must be exact."""
-        while self._dropping:
-            self._drop_step(1 << 62)

@@ -34,20 +34,24 @@ class JobState(enum.IntEnum):
 
 #: Looked up once (an enum member lookup is slow on the hot path; see scheduler.py).
 _QUEUED = JobState.QUEUED
+#: The bits of ``JobRecord._flags``.
+_BACKGROUND = 1
+_STORED = 2
 
 
 class JobRecord:
     """One live job, known by its handle.
 
-    Twelve slots: a queued job costs its record, its key, unique and payload, and its
-    entries in the job and unique indexes (docs/performance.md counts them).  What few
+    Twelve slots (128 bytes in pure Python; a thirteenth would make it 144): a queued job
+    costs its record, its key, unique and payload, and its entries in the job and unique
+    indexes (docs/performance.md counts them).  What few
     jobs have -- a reducer, an epoch time, an owner, progress, a lost run -- lives in a
     :class:`JobExtras` made on first use, behind properties of the same names.
     """
 
     __slots__ = (
         "_extras",
-        "background",
+        "_flags",
         "clients",
         "data",
         "func",
@@ -56,7 +60,6 @@ class JobRecord:
         "run_id",
         "since",
         "state",
-        "stored",
         "unique",
         "worker",
     )
@@ -77,12 +80,8 @@ class JobRecord:
         self.unique = unique
         self.data = data
         self.priority = priority
-        #: True once any background submit touched the job: never dropped for client
-        #: loss (S12).
-        self.background = background
-        #: The job is (or is being) written to a durable store.  (Next to the other
-        #: flag: compiled, the two share one word of the record.)
-        self.stored = False
+        #: :attr:`background` and :attr:`stored`, as bits of one int.
+        self._flags = _BACKGROUND if background else 0
         #: The foreground submits waiting for the result, as their connections, in
         #: submit order: one entry per submit, so a connection that submitted the same
         #: unique twice is in it twice and gets every WORK_* packet twice (S2, S6).  A
@@ -105,6 +104,25 @@ class JobRecord:
         if isinstance(key, bytes):
             return key
         return self.func.handle_prefix + b"%d" % key
+
+    @property
+    def background(self) -> bool:
+        """True once any background submit touched the job: never dropped for client
+        loss (S12)."""
+        return bool(self._flags & _BACKGROUND)
+
+    @background.setter
+    def background(self, value: bool) -> None:
+        self._flags = self._flags | _BACKGROUND if value else self._flags & ~_BACKGROUND
+
+    @property
+    def stored(self) -> bool:
+        """The job is (or is being) written to a durable store."""
+        return bool(self._flags & _STORED)
+
+    @stored.setter
+    def stored(self, value: bool) -> None:
+        self._flags = self._flags | _STORED if value else self._flags & ~_STORED
 
     def _more(self) -> JobExtras:
         extras = self._extras
@@ -207,7 +225,6 @@ class Func:
         "running",
         "sleepers",
         "tally",
-        "uniques",
         "workers",
     )
 
@@ -226,8 +243,6 @@ class Func:
         #: Jobs waiting to run, per priority (queued or scheduled), indexed by Priority.
         self.counts = [0, 0, 0]
         self.running = 0
-        #: Live jobs with a non-empty unique, by coalescing key (S2).
-        self.uniques: dict[bytes, JobRecord] = {}
         #: Connections that can do this function, in CAN_DO order.
         self.workers: dict[Peer, None] = {}
         #: Of those, the ones asleep after PRE_SLEEP, oldest first (S5).

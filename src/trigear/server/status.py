@@ -90,7 +90,7 @@ def _text(b: bytes) -> str:
 
 def status(d: Dispatcher, history: History, store: str, started: float) -> dict[str, Any]:
     """The status page's data: see the module docstring."""
-    d.scheduler.settle()  # exact worker counts (Scheduler.drop_abilities)
+    d.scheduler.functions.settle()  # exact worker counts (Scheduler.drop_abilities)
     now_mono = trio.current_time()
     to_unix = time.time() - now_mono
     stats = d.stats
