@@ -41,7 +41,7 @@ def tests_compiled(session: nox.Session) -> None:
     session.run("pip", "uninstall", "-q", "-y", "trigear")
     session.install(".[test]", env={"TRIGEAR_COMPILE": "1"})
     # For the fallback build test, which builds without isolation.
-    session.install("setuptools>=77", "mypy>=1.10")
+    session.install("setuptools>=77", "mypy>=1.10", "trio>=0.25")
     session.run(
         "pytest",
         "-m",
