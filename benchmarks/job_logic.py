@@ -7,8 +7,9 @@ arrive as wire bytes in batches of 200 (the bg workload of bench-vs-gearmand) an
 decoded by a server decoder; a worker grabs with GRAB_JOB_UNIQ and answers each
 JOB_ASSIGN_UNIQ with WORK_COMPLETE and the next GRAB_JOB_UNIQ in one read.  Decoding,
 dispatching and encoding the replies are all counted (and encoding the worker's
-requests, a small part); reading and writing sockets, and Trio, are not.  Set against the server's CPU per job (benchmarks/cpu_per_job.py), it
-says how much of that is trigear's own job logic.
+requests, a small part); reading and writing sockets, and Trio, are not.  Set against
+the server's CPU per job (benchmarks/cpu_per_job.py), it says how much of that is
+trigear's own job logic.
 """
 
 from __future__ import annotations
