@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 
-from queued_memory import GEARLOAD_C, free_port, wait_port
+from queued_memory import GEARLOAD_C, build_gearload, free_port, wait_port
 
 WORKLOADS = {
     "bg": ["-m", "bg", "-c", "2", "-w", "2", "-b", "200"],
@@ -71,8 +71,7 @@ def main() -> None:
     a = ap.parse_args()
     tmp = tempfile.mkdtemp()
     try:
-        exe = os.path.join(tmp, "gearload")
-        subprocess.run(["cc", "-O2", "-o", exe, a.gearload_c, "-lgearman"], check=True)
+        exe = build_gearload(a.gearload_c, tmp)
         head = ("workload", "server", "CPU us/job", "user", "sys", "jobs/s")
         print("{:8} {:9} {:>10} {:>6} {:>6} {:>8}".format(*head))
         for workload in a.workloads.split(","):

@@ -45,6 +45,13 @@ def wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
     sys.exit(f"nothing listens on port {port}")
 
 
+def build_gearload(source: str, directory: str) -> str:
+    """Build the load generator from ``source`` into ``directory``; its path."""
+    exe = os.path.join(directory, "gearload")
+    subprocess.run(["cc", "-O2", "-o", exe, source, "-lgearman"], check=True)
+    return exe
+
+
 def rss_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -104,8 +111,7 @@ def main() -> None:
     a = ap.parse_args()
     tmp = tempfile.mkdtemp()
     try:
-        exe = os.path.join(tmp, "gearload")
-        subprocess.run(["cc", "-O2", "-o", exe, a.gearload_c, "-lgearman"], check=True)
+        exe = build_gearload(a.gearload_c, tmp)
         tport, gport = free_port(), free_port()
         t = measure(
             "trigear", [sys.executable, "-m", "trigear", "-p", str(tport)], tport, exe, a.jobs
