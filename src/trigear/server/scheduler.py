@@ -282,7 +282,7 @@ class Scheduler:
         sleepers = func.sleepers
         if self.functions.dropping:
             # A worker that left with many functions may still be listed (see
-            # :meth:`drop_abilities`): it is not woken, nor counted against ``n``.
+            # :meth:`.Functions.drop_abilities`): it is not woken, nor counted against ``n``.
             for w in [w for w in sleepers if w.gone]:
                 del sleepers[w]
         woken = list(sleepers) if n <= 0 else list(sleepers)[:n]
@@ -460,7 +460,7 @@ class Scheduler:
     def next_deadline(self) -> tuple[float | None, int | None]:
         """(monotonic deadline of the next CAN_DO_TIMEOUT, unix time of the next epoch
         job); either may be None.  While functions of a departed worker remain to be
-        let go of (:meth:`drop_abilities`), the first is -inf: due now."""
+        let go of (:meth:`.Functions.drop_abilities`), the first is -inf: due now."""
         if self.functions.dropping:
             return -math.inf, (self._epochs[0][0] if self._epochs else None)
         t = self._timeouts[0][0] if self._timeouts else None
