@@ -44,9 +44,9 @@ class JobRecord:
 
     Twelve slots (128 bytes in pure Python; a thirteenth would make it 144): a queued job
     costs its record, its key, unique and payload, and its entries in the job and unique
-    indexes (docs/performance.md counts them).  What few
-    jobs have -- a reducer, an epoch time, an owner, progress, a lost run -- lives in a
-    :class:`JobExtras` made on first use, behind properties of the same names.
+    indexes (docs/performance.md counts them).  What few jobs have -- a reducer, an epoch
+    time, an owner, progress, a lost run -- lives in a :class:`JobExtras` made on first
+    use, behind properties of the same names.
     """
 
     __slots__ = (
