@@ -24,6 +24,8 @@ import tempfile
 import time
 from collections import Counter
 
+from queued_memory import free_port, wait_port
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 GEARLOAD_C = os.path.join(HERE, "..", "..", "shared", "tools", "gearload.c")
 FG = ["-m", "fg", "-c", "2", "-w", "2", "-b", "50"]
@@ -55,24 +57,6 @@ def serve(port: int, out: str) -> None:
     trio.run(main, instruments=[count])
     with open(out, "w") as f:
         json.dump({"steps": count.steps, "io_waits": count.io_waits}, f)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def wait_port(port: int) -> None:
-    end = time.time() + 20
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"nothing listens on port {port}")
 
 
 def strace_counts(path: str) -> dict[str, int]:
@@ -107,7 +91,7 @@ def main() -> None:
             cmd = ["strace", "-c", "-f", "-o", trace, *cmd]
         proc = subprocess.Popen(cmd)
         try:
-            wait_port(port)
+            wait_port(port, proc)
             t0 = time.time()
             subprocess.run(
                 [exe, "-p", str(port), "-n", str(a.jobs), *FG], check=True, capture_output=True
