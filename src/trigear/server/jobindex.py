@@ -100,7 +100,9 @@ class JobIndex(Mapping[bytes, "JobRecord"]):
             if self._head <= i < len(window) and window[i] is job:
                 window[i] = None
                 self._in_window -= 1
-                self._trim()
+                # Only the front's job, or a long window, can leave anything to trim.
+                if i == self._head or len(window) - self._head >= _SLACK:
+                    self._trim()
                 return True
         if self._others.get(key) is job:
             del self._others[key]
