@@ -199,7 +199,7 @@ class Scheduler:
         func.tally.counts[prio] += 1
         job.reducer = reducer
         job.when = when
-        self.track(job)
+        self.track(job, key)
         if not bg:
             job.clients = [peer]
             peer.jobs.add(job)
@@ -212,14 +212,12 @@ class Scheduler:
         self._send(peer, encode_response(JobCreated(job.handle)))
         self.enqueue_new(job, wall)
 
-    def track(self, job: JobRecord) -> None:
-        """A new job is live: by handle, in the byte count, and by coalescing key unless
-        a live job of its function has that key already (a stored job that comes back,
-        :mod:`.stored`)."""
+    def track(self, job: JobRecord, key: bytes) -> None:
+        """A new job is live: by handle, in the byte count, and by coalescing ``key``
+        (b"": none), which no live job of its function has (the caller looked)."""
         self.jobs.add(job)
         self.job_bytes += len(job.data)
-        key = job.data if job.unique == b"-" else job.unique
-        if key and self.uniques.get(key, job.func) is None:
+        if key:
             self.uniques.add(key, job)
 
     def _join(self, peer: Peer, job: JobRecord, bg: bool) -> None:

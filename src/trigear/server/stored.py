@@ -119,7 +119,9 @@ class StoredJobs:
         job.stored = True
         job.state = _COMMITTING  # so enqueue_new counts it once
         func.counts[job.priority] += 1
-        sched.track(job)
+        key = job.data if job.unique == b"-" else job.unique
+        # A live job of its function with the same key keeps the key (S2).
+        sched.track(job, key if key and sched.uniques.get(key, func) is None else b"")
         sched.enqueue_new(job, wall)
 
     def fenced(self, wall: float) -> int:
