@@ -7,7 +7,8 @@ STOPFILE exists.  Each submit is one line in OUT, written when it ended:
 
 ``chaos_peers.py worker ID OUT STOPFILE ADDR...``: a trigear worker on each server.
 Each run is recorded *before* it completes: ``RUN payload handle server t_start``, then
-``DONE payload handle server t_done`` after a short sleep, then WORK_COMPLETE.
+``DONE payload handle server t_done`` after a short sleep (a long one for a payload that
+starts with :data:`SLOW_PREFIX`), then WORK_COMPLETE.
 
 Times are ``time.time()``: the test compares them with its own kill and freeze times.
 """
@@ -32,6 +33,10 @@ PAUSE = 0.06
 #: Jobs a worker runs at once (per server), and how long each takes.
 CONCURRENCY = 8
 RUN_TIME = 0.05
+#: Jobs whose payload starts with this run for SLOW_RUN_TIME: the test's victims of the
+#: freeze, still running when their server stops.
+SLOW_PREFIX = "victim-"
+SLOW_RUN_TIME = 3.0
 
 
 def stopped(path: str) -> bool:
@@ -81,7 +86,7 @@ async def worker(ident: str, out: TextIO, stop: str, addresses: list[str]) -> No
         server = job._session.conn.address
         payload, handle = job.data.decode(), job.handle.decode()
         out.write(f"RUN {payload} {handle} {server} {time.time()}\n")
-        await trio.sleep(RUN_TIME)
+        await trio.sleep(SLOW_RUN_TIME if payload.startswith(SLOW_PREFIX) else RUN_TIME)
         out.write(f"DONE {payload} {handle} {server} {time.time()}\n")
         return b"ok"
 

@@ -34,7 +34,10 @@ from typing import TYPE_CHECKING
 import psycopg
 import pytest
 
+import trigear
+
 from ..peers import free_port
+from .chaos_peers import SLOW_PREFIX
 from .chaos_report import Disruption, analyse, read
 
 if TYPE_CHECKING:
@@ -187,6 +190,10 @@ def test_chaos(pg_cluster: Cluster, tmp_path: Path) -> None:
             }
             frozen_name = min(NAMES, key=lambda n: last_down[n])
             frozen = servers[frozen_name]
+            # Jobs run within a millisecond of their submit and for 50 ms, so the frozen
+            # server may hold none at the moment it stops; give it some that are running
+            # then, whose results it will not take: the others must adopt and rerun them.
+            _running_victims(frozen.address, tmp_path)
             t = time.time()
             frozen.signal(signal.SIGSTOP)
             time.sleep(15)
@@ -275,6 +282,34 @@ def test_chaos(pg_cluster: Cluster, tmp_path: Path) -> None:
     assert fenced[frozen_name] >= 1  # the frozen server found itself taken over
     # The PostgreSQL restart took nothing over: no epoch moved.
     assert after == before
+
+
+def _running_victims(address: str, folder: Path, n: int = 3) -> None:
+    """Submit ``n`` slow background jobs to the server at ``address`` (recorded like the
+    clients' submits, in ``client-victims.txt``) and wait until workers run them."""
+    with (
+        trigear.BlockingClient(address) as client,
+        open(folder / "client-victims.txt", "a", buffering=1) as out,
+    ):
+        payloads = []
+        for i in range(n):
+            payload = f"{SLOW_PREFIX}{i}"
+            sent = time.time()
+            handle = client.submit_background("chaos", payload, timeout=10)
+            out.write(f"ACK {payload} {handle.decode()} {sent} {time.time()}\n")
+            payloads.append(payload)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        started = {
+            line.split()[1]
+            for path in folder.glob("worker*.txt")
+            for line in path.read_text().splitlines()
+            if line.startswith("RUN ")
+        }
+        if started.issuperset(payloads):
+            return
+        time.sleep(0.05)
+    pytest.fail(f"the slow jobs {payloads} did not start within 10 s")
 
 
 def _log(folder: Path, out: Path) -> int:
